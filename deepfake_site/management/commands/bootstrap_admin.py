@@ -1,0 +1,33 @@
+"""Create or update the first administrator from DJANGO_SUPERUSER_* variables.
+
+Unlike `createsuperuser --noinput` it can run at every start (docker compose does): an
+existing account gets its password and staff flags refreshed instead of an error.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Create or update a superuser from DJANGO_SUPERUSER_USERNAME/PASSWORD/EMAIL."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "")
+        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
+        email = os.environ.get("DJANGO_SUPERUSER_EMAIL", "")
+        if not username or not password:
+            raise CommandError(
+                "Set DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD to create the admin."
+            )
+        user, created = User.objects.get_or_create(username=username, defaults={"email": email})
+        user.is_staff = user.is_superuser = user.is_active = True
+        if email:
+            user.email = email
+        user.set_password(password)
+        user.save()
+        self.stdout.write(f"{'Created' if created else 'Updated'} superuser {username!r}.")
