@@ -15,8 +15,15 @@ app.autodiscover_tasks()
 
 @app.on_after_configure.connect
 def _create_filesystem_broker_folders(sender: Celery, **_: object) -> None:
-    """kombu's filesystem transport expects its folders to exist."""
+    """kombu's filesystem transport and Celery's file result backend expect their folders."""
     options = sender.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "control_folder"):
-        if key in options:
-            os.makedirs(options[key], exist_ok=True)
+    folders = [
+        options[key]
+        for key in ("data_folder_in", "data_folder_out", "control_folder")
+        if key in options
+    ]
+    result_backend = sender.conf.result_backend or ""
+    if result_backend.startswith("file://"):
+        folders.append(result_backend.removeprefix("file://"))
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)

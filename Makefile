@@ -1,0 +1,41 @@
+# Two entry points (README): `make run` and `make test`. Everything else is a helper.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+PORT    ?= 8000
+
+.PHONY: install run test lint typecheck clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# A local .env with a fresh secret key; never committed.
+.env:
+	sed "s|^SECRET_KEY=.*|SECRET_KEY=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')|" .env.example > .env
+
+run: install .env
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py create_demo_accounts
+	@echo
+	@echo "  Faceproof is starting at http://127.0.0.1:$(PORT)/  (Ctrl-C stops web and worker)"
+	@echo
+	PORT=$(PORT) $(VENV)/bin/honcho start --procfile Procfile
+
+# Tests run with DEBUG off, as production does; they need a key, not a secret one.
+test: install
+	SECRET_KEY="$${SECRET_KEY:-insecure-key-for-tests-only}" $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	SECRET_KEY=typecheck $(VENV)/bin/mypy .
+
+clean:
+	rm -rf var/broker var/test-db.sqlite3 .pytest_cache .mypy_cache .ruff_cache

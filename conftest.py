@@ -1,0 +1,161 @@
+"""Fixtures shared by every app's tests: real servers, real worker processes, private media."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+REPO_ROOT = Path(__file__).resolve().parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_service(available: bool, what: str) -> None:
+    """Skip when a server is missing on a developer machine; fail in CI, which must have it."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not reachable, and CI must test against it")
+    pytest.skip(f"{what} is not reachable (CI starts it; see .ci/run)")
+
+
+def redis_is_up(url: str = REDIS_URL) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service(redis_is_up(), f"Redis at {REDIS_URL}")
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    return REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def private_media_root(settings: Any, tmp_path: Path) -> Path:
+    """Every test writes uploads into its own folder, never into var/media."""
+    media = tmp_path / "media"
+    media.mkdir()
+    settings.MEDIA_ROOT = media
+    return media
+
+
+def database_url_for_current_connection() -> str:
+    """The URL of the database the tests use (the test database once it is set up)."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    credentials = f"{user}{password}@" if user else ""
+    host = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+    return f"postgres://{credentials}{host}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A `celery worker` in its own process, started the way the Procfile starts it."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, queues: str, concurrency: int) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.queues = queues
+        self.concurrency = concurrency
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        self.log_path.write_text("")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "deepfake_site",
+                "worker",
+                "-Q",
+                self.queues,
+                "--concurrency",
+                str(self.concurrency),
+                "--hostname",
+                f"test-{uuid.uuid4().hex[:8]}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+                "--logfile",
+                str(self.log_path),
+            ],
+            cwd=REPO_ROOT,
+            env=self.env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log_path.read_text():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited at start:\n{self.log_path.read_text()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.log_path.read_text()}")
+
+    def child_pids(self) -> list[int]:
+        assert self.process is not None
+        result = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
+        )
+        return [int(pid) for pid in result.stdout.split()]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, settings: Any) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real Celery workers on the test database; every one is stopped at teardown."""
+    workers: list[WorkerProcess] = []
+
+    def start(
+        *, queues: str = "celery", concurrency: int = 1, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        worker_env = {
+            **os.environ,
+            "DATABASE_URL": database_url_for_current_connection(),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        worker = WorkerProcess(
+            worker_env, tmp_path / f"worker-{len(workers)}.log", queues, concurrency
+        )
+        workers.append(worker)
+        worker.start()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

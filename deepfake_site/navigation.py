@@ -1,0 +1,54 @@
+"""The main navigation: each entry shows only to users who may open it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.http import HttpRequest
+from django.urls import reverse
+
+from moderation.permissions import REVIEW_CASES
+
+UserLike = User | AnonymousUser
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    url_name: str
+    label: str
+    description: str
+    visible_to: Callable[[UserLike], bool]
+
+
+def _signed_in(user: UserLike) -> bool:
+    return bool(user.is_authenticated)
+
+
+def _moderator(user: UserLike) -> bool:
+    return bool(user.is_authenticated and (user.is_staff or user.has_perm(REVIEW_CASES)))
+
+
+def _staff(user: UserLike) -> bool:
+    return bool(user.is_authenticated and user.is_staff)
+
+
+NAV_ENTRIES = (NavEntry("admin:index", "Admin", "Users, roles, submissions and re-runs.", _staff),)
+
+
+def nav_items(request: HttpRequest) -> dict[str, list[dict[str, object]]]:
+    items = []
+    for entry in NAV_ENTRIES:
+        if not entry.visible_to(request.user):
+            continue
+        url = reverse(entry.url_name)
+        items.append(
+            {
+                "url": url,
+                "label": entry.label,
+                "description": entry.description,
+                "active": request.path.startswith(url),
+            }
+        )
+    return {"nav_items": items}

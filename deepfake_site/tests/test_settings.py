@@ -1,0 +1,84 @@
+"""Settings come from the environment; production refuses to start without its secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+PRINT_SETTINGS = """
+import json
+from django.conf import settings
+print(json.dumps({
+    "debug": settings.DEBUG,
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "db_name": str(settings.DATABASES["default"]["NAME"]),
+    "broker": settings.CELERY_BROKER_URL,
+    "hosts": settings.ALLOWED_HOSTS,
+}))
+"""
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}
+    }
+    return subprocess.run(
+        [sys.executable, "-c", PRINT_SETTINGS],
+        cwd=REPO_ROOT,
+        env={
+            **clean,
+            "ENV_FILE": os.devnull,
+            "DJANGO_SETTINGS_MODULE": "deepfake_site.settings",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_production_refuses_to_start_without_secret_key() -> None:
+    result = load_settings(DEBUG="false")
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_defaults_are_sqlite_and_the_embedded_filesystem_broker() -> None:
+    result = load_settings(DEBUG="true")
+    values = json.loads(result.stdout)
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["db_name"].endswith("var/db.sqlite3")
+    assert values["broker"] == "filesystem://"
+
+
+def test_database_url_and_broker_come_from_the_environment() -> None:
+    result = load_settings(
+        SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://app:pw@db.internal:5432/faceproof",
+        CELERY_BROKER_URL="redis://cache.internal:6379/2",
+        ALLOWED_HOSTS="faceproof.example,www.faceproof.example",
+    )
+    values = json.loads(result.stdout)
+    assert values["debug"] is False
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert values["db_name"] == "faceproof"
+    assert values["broker"] == "redis://cache.internal:6379/2"
+    assert values["hosts"] == ["faceproof.example", "www.faceproof.example"]
+
+
+def test_manage_py_check_is_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--fail-level", "WARNING"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
