@@ -1,0 +1,68 @@
+"""Pictures for people: heatmaps over face crops and the annotated full image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+BAND_COLOURS = {
+    "fake": (220, 38, 38),
+    "uncertain": (245, 158, 11),
+    "real": (22, 163, 74),
+}
+_HEATMAP_WEIGHT = 0.5  # as pytorch_grad_cam's show_cam_on_image: half heatmap, half photo
+
+
+@dataclass(frozen=True)
+class FaceLabel:
+    index: int
+    box: tuple[float, float, float, float]
+    verdict: str
+    fake_probability: float
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """The jet colour map (blue → cyan → yellow → red) for values in [0, 1], as uint8 RGB."""
+    scaled = 4.0 * np.clip(values, 0.0, 1.0)[..., None]
+    centres = np.array([3.0, 2.0, 1.0])  # red, green, blue peaks
+    rgb = np.clip(1.5 - np.abs(scaled - centres), 0.0, 1.0)
+    return np.rint(255 * rgb).astype(np.uint8)
+
+
+def heatmap_overlay(crop: np.ndarray, cam: np.ndarray) -> Image.Image:
+    """A (3, H, W) 0-255 crop with an (H, W) Grad-CAM map in [0, 1] laid over it."""
+    photo = np.clip(crop.transpose(1, 2, 0), 0, 255) / 255.0
+    blended = (1 - _HEATMAP_WEIGHT) * (jet(cam) / 255.0) + _HEATMAP_WEIGHT * photo
+    blended = blended / max(float(blended.max()), 1e-7)
+    return Image.fromarray(np.uint8(np.rint(255 * blended)), mode="RGB")
+
+
+def crop_image(crop: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.uint8(np.clip(np.rint(crop.transpose(1, 2, 0)), 0, 255)), "RGB")
+
+
+def annotated_image(image: Image.Image, faces: Sequence[FaceLabel]) -> Image.Image:
+    """The full image with every face boxed and labelled `#index verdict P(fake)%`."""
+    canvas = image.copy()
+    draw = ImageDraw.Draw(canvas)
+    long_side = max(canvas.size)
+    line_width = max(2, round(long_side / 400))
+    font = ImageFont.load_default(size=max(12, round(long_side / 60)))
+    for face in faces:
+        colour = BAND_COLOURS[face.verdict]
+        x1, y1, x2, y2 = face.box
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=line_width)
+        label = f"#{face.index} {face.verdict} {100 * face.fake_probability:.1f}%"
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        pad = line_width
+        label_height = bottom - top + 2 * pad
+        # Above the box when there is room, otherwise just inside its top edge.
+        label_top = y1 - label_height if y1 - label_height >= 0 else y1
+        draw.rectangle(
+            (x1, label_top, x1 + right - left + 2 * pad, label_top + label_height), fill=colour
+        )
+        draw.text((x1 + pad - left, label_top + pad - top), label, fill=(255, 255, 255), font=font)
+    return canvas

@@ -1,0 +1,91 @@
+"""A faithful re-creation of the seed's per-image path, for the benchmark and parity tests.
+
+The seed (descended from aaronespasa/deepfake-detection) keeps MTCNN's most probable face on
+the full-resolution image, builds a new pytorch_grad_cam GradCAM object for every image,
+back-propagates through the whole network for the heatmap and runs a second forward pass
+for the score. Only the weights' source differs: the seed constructed the network with
+`pretrained="vggface2"` (a download) before loading the checkpoint over every tensor, which
+`new_classifier()` plus the same state dict reproduces offline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from facenet_pytorch import MTCNN
+from PIL import Image
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from detection.ml.classifier import build_classifier, cam_layer
+
+SEED_INPUT_SIZE = 256
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    box: tuple[float, float, float, float] | None
+    crop: torch.Tensor | None  # (3, 160, 160), values 0-255
+    fake_probability: float | None
+    cam: np.ndarray | None  # (256, 256) in [0, 1]
+    visualization: np.ndarray | None  # the seed's heatmap picture, (256, 256, 3) uint8
+
+
+class SeedPipeline:
+    def __init__(self, state_dict: dict[str, torch.Tensor]) -> None:
+        self.mtcnn = MTCNN(select_largest=False, post_process=False).eval()
+        self.model = build_classifier(state_dict)
+
+    def analyze(self, image: Image.Image) -> SeedResult:
+        # MTCNN.forward, unrolled only to keep the box it selects for the parity report.
+        boxes, probabilities, points = self.mtcnn.detect(image, landmarks=True)
+        boxes, probabilities, points = self.mtcnn.select_boxes(
+            boxes, probabilities, points, image, method=self.mtcnn.selection_method
+        )
+        face = self.mtcnn.extract(image, boxes, None)
+        if face is None:
+            # The seed raised here ("No face detected"); the benchmark records the miss.
+            return SeedResult(
+                box=None, crop=None, fake_probability=None, cam=None, visualization=None
+            )
+        crop = face
+        face = face.unsqueeze(0)
+        face = F.interpolate(
+            face, size=(SEED_INPUT_SIZE, SEED_INPUT_SIZE), mode="bilinear", align_corners=False
+        )
+        prev_face = face.squeeze(0).permute(1, 2, 0).cpu().detach().int().numpy().astype("uint8")
+        face = face.to(torch.float32) / 255.0
+        face_to_plot = face.squeeze(0).permute(1, 2, 0).cpu().detach().int().numpy()
+
+        cam = GradCAM(model=self.model, target_layers=[cam_layer(self.model)])
+        targets = [ClassifierOutputTarget(0)]
+        grayscale_cam = cam(input_tensor=face, targets=targets, eigen_smooth=True)
+        grayscale_cam = grayscale_cam[0, :]
+        visualization = show_cam_on_image(face_to_plot, grayscale_cam, use_rgb=True)
+        face_with_mask = cv2.addWeighted(prev_face, 1, visualization, 0.5, 0)
+
+        with torch.no_grad():
+            output = torch.sigmoid(self.model(face).squeeze(0))
+        return SeedResult(
+            box=tuple(float(v) for v in boxes[0]),  # type: ignore[arg-type]
+            crop=crop,
+            fake_probability=float(output.item()),
+            cam=grayscale_cam,
+            visualization=face_with_mask,
+        )
+
+    def score_crop(self, crop: torch.Tensor) -> float:
+        """The seed's classifier alone on one (3, 160, 160) crop: resize, /255, sigmoid."""
+        face = F.interpolate(
+            crop.unsqueeze(0),
+            size=(SEED_INPUT_SIZE, SEED_INPUT_SIZE),
+            mode="bilinear",
+            align_corners=False,
+        )
+        with torch.no_grad():
+            return float(torch.sigmoid(self.model(face / 255.0).squeeze(0)).item())
