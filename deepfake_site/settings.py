@@ -172,3 +172,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Moderation ---------------------------------------------------------------------------
+# How long "next case" reserves a case for one moderator; an unfinished case then returns
+# to the queue by itself.
+MODERATION_LEASE_MINUTES = env.int("MODERATION_LEASE_MINUTES", default=15)

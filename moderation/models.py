@@ -1,0 +1,160 @@
+"""Review cases for flagged submissions and their append-only audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, NoReturn
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from detection.models import Submission
+
+
+class ReviewCase(models.Model):
+    """One per submission the model flagged: the moderators' unit of work.
+
+    The band, probability and face count are a snapshot of the analysis that a moderator
+    judges; they are refreshed while the case is open and frozen once it is decided, so the
+    metrics compare each decision with what the model said at the time.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ESCALATED = "escalated", "Escalated to staff"
+        CONFIRMED = "confirmed", "Confirmed manipulated"
+        CLEARED = "cleared", "Cleared as authentic"
+
+    OPEN_STATES = (State.PENDING, State.ESCALATED)
+    DECIDED_STATES = (State.CONFIRMED, State.CLEARED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # One case per submission for its whole life: a re-analysis refreshes the open case or
+    # leaves the human decision standing, and a reopen reuses the case, so the unique key
+    # is what makes opening idempotent.
+    submission = models.OneToOneField(
+        Submission, on_delete=models.CASCADE, related_name="review_case"
+    )
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    priority = models.PositiveIntegerField(default=0)
+    band = models.CharField(max_length=10, choices=Submission.Verdict.choices)
+    fake_probability = models.FloatField()
+    face_count = models.PositiveSmallIntegerField(default=0)
+    opened_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # A claim is a lease, not a state: when it lapses the case is simply unclaimed again.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-priority", "opened_at")
+        # The same row migration 0001 created for the moderators group.
+        permissions = [("review_cases", "Can work the moderation review queue")]
+        indexes = [models.Index(fields=("state", "-priority", "opened_at"))]
+
+    def __str__(self) -> str:
+        return f"Case for {self.submission_id} ({self.get_state_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
+
+    def lease_active(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return bool(
+            self.claimed_by_id and self.lease_expires_at is not None and self.lease_expires_at > now
+        )
+
+
+class Decision(models.TextChoices):
+    """What a moderator can do with an open case (release is not a decision)."""
+
+    CONFIRM = "confirm", "Confirm manipulated"
+    CLEAR = "clear", "Mark authentic"
+    ESCALATE = "escalate", "Escalate to staff"
+
+
+class ReviewEventIsAppendOnly(Exception):
+    """Raised by every path that would change or remove an audit event."""
+
+
+class ReviewEventQuerySet(models.QuerySet["ReviewEvent"]):
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise ReviewEventIsAppendOnly("review events cannot be updated")
+
+    def delete(self) -> NoReturn:
+        raise ReviewEventIsAppendOnly("review events cannot be deleted")
+
+
+ReviewEventManager = models.Manager.from_queryset(ReviewEventQuerySet)
+
+
+class ReviewEvent(models.Model):
+    """Who did what to a case, when, and why. Rows are only ever inserted."""
+
+    class Kind(models.TextChoices):
+        OPENED = "opened", "Opened"
+        CLAIMED = "claimed", "Claimed"
+        RELEASED = "released", "Released"
+        LEASE_EXPIRED = "lease_expired", "Lease expired"
+        CONFIRMED = "confirmed", "Confirmed manipulated"
+        CLEARED = "cleared", "Marked authentic"
+        ESCALATED = "escalated", "Escalated to staff"
+        REOPENED = "reopened", "Reopened"
+
+    DECISION_KINDS = (Kind.CONFIRMED, Kind.CLEARED, Kind.ESCALATED)
+
+    # PROTECT everywhere: deleting a case, a submission or a user must not silently take
+    # audit rows with it (a cascade would bypass the queryset guard below).
+    case = models.ForeignKey(ReviewCase, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices, db_index=True)
+    # The moderator who acted, or whose lease lapsed; empty for the system (opening).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="review_events",
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = ReviewEventManager()
+
+    class Meta:
+        ordering = ("created_at", "id")
+        # Related managers and cascades go through the base manager: make it the guarded one.
+        base_manager_name = "objects"
+        # Nobody, admin included, can be granted the right to add, change or delete events.
+        default_permissions = ("view",)
+        indexes = [models.Index(fields=("kind", "created_at"))]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.case_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding or kwargs.get("force_update") or kwargs.get("update_fields"):
+            raise ReviewEventIsAppendOnly("review events cannot be updated")
+        # An INSERT or an error, never the UPDATE Django tries first when a pk is given.
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ReviewEventIsAppendOnly("review events cannot be deleted")
