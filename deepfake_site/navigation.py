@@ -34,7 +34,19 @@ def _staff(user: UserLike) -> bool:
     return bool(user.is_authenticated and user.is_staff)
 
 
-NAV_ENTRIES = (NavEntry("admin:index", "Admin", "Users, roles, submissions and re-runs.", _staff),)
+NAV_ENTRIES = (
+    NavEntry("detection:upload", "Upload", "Send a photo for analysis.", _signed_in),
+    NavEntry(
+        "detection:submission-list", "My submissions", "Your uploads and results.", _signed_in
+    ),
+    NavEntry(
+        "moderation:queue",
+        "Moderation queue",
+        "Review flagged photos, decide, and audit decisions.",
+        _moderator,
+    ),
+    NavEntry("admin:index", "Admin", "Users, roles, submissions and re-runs.", _staff),
+)
 
 
 def nav_items(request: HttpRequest) -> dict[str, list[dict[str, object]]]:

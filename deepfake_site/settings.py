@@ -40,6 +40,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "deepfake_site",
     "detection",
     "moderation",
@@ -161,6 +165,54 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- Uploads and analysis -----------------------------------------------------------------
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=20_000_000)
+UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+# DATA_UPLOAD_MAX_MEMORY_SIZE does not count file data: this handler enforces the byte limit
+# while the body streams in, with or without a Content-Length header.
+FILE_UPLOAD_HANDLERS = [
+    "detection.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+ANALYSIS_MAX_ATTEMPTS = env.int("ANALYSIS_MAX_ATTEMPTS", default=3)
+ANALYSIS_RETRY_DELAY_SECONDS = env.int("ANALYSIS_RETRY_DELAY_SECONDS", default=5)
+# A claim older than this is abandoned (its worker died without the broker noticing); it must
+# exceed the hard time limit so that a live task is never taken over.
+ANALYSIS_STALE_AFTER_SECONDS = env.int("ANALYSIS_STALE_AFTER_SECONDS", default=600)
+SWEEP_INTERVAL_SECONDS = env.int("SWEEP_INTERVAL_SECONDS", default=60)
+CELERY_TASK_ROUTES = {"detection.tasks.analyze_submission": {"queue": "inference"}}
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stuck-submissions": {
+        "task": "detection.tasks.sweep_stuck_submissions",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    }
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- API ----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "detection.api.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Faceproof API",
+    "DESCRIPTION": "Upload photos for deepfake analysis and read per-face results.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 # --- Accounts -----------------------------------------------------------------------------
 MODERATORS_GROUP = "moderators"
 
@@ -172,6 +224,27 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Analysis pipeline --------------------------------------------------------------------
+# The classifier checkpoint: `manage.py fetch_model` installs the published weights here,
+# `manage.py make_demo_checkpoint` an untrained demo model. A model card `<stem>.json`
+# beside it may set the input size, thresholds and calibration (they override those below).
+DEEPFAKE_CHECKPOINT = Path(
+    env.str("DEEPFAKE_CHECKPOINT", default=str(VAR_DIR / "models" / "demo.pth"))
+)
+DEEPFAKE_HF_REPO = env.str(
+    "DEEPFAKE_HF_REPO", default="aaronespasa/deepfake-detection-resnetinceptionv1"
+)
+DEEPFAKE_HF_FILENAME = env.str("DEEPFAKE_HF_FILENAME", default="resnetinceptionv1_epoch_32.pth")
+DEEPFAKE_DEVICE = env.str("DEEPFAKE_DEVICE", default="cpu")
+FACE_MIN_SIZE = env.int("FACE_MIN_SIZE", default=40)  # pixels of the original image
+FACE_DETECTION_THRESHOLD = env.float("FACE_DETECTION_THRESHOLD", default=0.95)
+FLAG_THRESHOLD = env.float("FLAG_THRESHOLD", default=0.5)  # P(fake) at or above: 'fake'
+UNCERTAIN_THRESHOLD = env.float("UNCERTAIN_THRESHOLD", default=0.3)  # and above: 'uncertain'
+# Faces are searched on a copy whose long side is at most this; crops come from the original.
+DETECT_MAX_SIDE = env.int("DETECT_MAX_SIDE", default=1024)
+# Unset: one thread per physical core available to the process (a worker child's share).
+TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=None)
 
 # --- Moderation ---------------------------------------------------------------------------
 # How long "next case" reserves a case for one moderator; an unfinished case then returns

@@ -1,0 +1,257 @@
+"""The JSON API: upload a photo, read its analysis. Errors are {"code", "detail"}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.urls import reverse
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from detection import selectors, services
+from detection.models import Face, Submission
+from detection.uploads import upload_was_too_large
+from detection.validation import UploadRejected
+from moderation.selectors import submission_outcome
+
+
+class UploadRejectedError(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail=detail, code=code)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every API error as {"code": "...", "detail": "..."} (plus "fields" for form errors)."""
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ValidationError):
+        response.data = {
+            "code": "invalid",
+            "detail": "The request is invalid.",
+            "fields": exc.detail,
+        }
+        return response
+    if isinstance(exc, APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "error"
+    elif isinstance(exc, Http404):
+        code = "not_found"
+    elif isinstance(exc, PermissionDenied):
+        code = "permission_denied"
+    else:
+        code = "error"
+    detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+    response.data = {"code": code, "detail": str(detail)}
+    return response
+
+
+class FaceSerializer(serializers.ModelSerializer[Face]):
+    box = serializers.ListField(child=serializers.FloatField(), read_only=True)
+    real_probability = serializers.FloatField(read_only=True)
+    heatmap_url = serializers.SerializerMethodField()
+    crop_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Face
+        fields = (
+            "index",
+            "box",
+            "detection_probability",
+            "fake_probability",
+            "real_probability",
+            "heatmap_url",
+            "crop_url",
+        )
+
+    def get_heatmap_url(self, face: Face) -> str:
+        return self._absolute("detection:face-heatmap", face)
+
+    def get_crop_url(self, face: Face) -> str:
+        return self._absolute("detection:face-crop", face)
+
+    def _absolute(self, url_name: str, face: Face) -> str:
+        path = reverse(url_name, kwargs={"submission_id": face.submission_id, "index": face.index})
+        return self.context["request"].build_absolute_uri(path)
+
+
+class OutcomeSerializer(serializers.Serializer[Any]):
+    state = serializers.CharField()
+    label = serializers.CharField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class SubmissionSerializer(serializers.ModelSerializer[Submission]):
+    url = serializers.SerializerMethodField()
+    faces = serializers.SerializerMethodField()
+    overlay_url = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
+    moderation = serializers.SerializerMethodField()
+    queue_position = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Submission
+        fields = (
+            "id",
+            "url",
+            "status",
+            "verdict",
+            "fake_probability",
+            "failure_reason",
+            "original_filename",
+            "sha256",
+            "byte_size",
+            "width",
+            "height",
+            "format",
+            "attempts",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "queue_position",
+            "timings_ms",
+            "model",
+            "overlay_url",
+            "faces",
+            "moderation",
+        )
+
+    def get_url(self, submission: Submission) -> str:
+        path = reverse("api:submission-detail", kwargs={"submission_id": submission.id})
+        return self.context["request"].build_absolute_uri(path)
+
+    @extend_schema_field(FaceSerializer(many=True))
+    def get_faces(self, submission: Submission) -> list[dict[str, Any]]:
+        if not submission.is_final:
+            return []
+        return FaceSerializer(submission.faces.all(), many=True, context=self.context).data
+
+    def get_overlay_url(self, submission: Submission) -> str | None:
+        if not submission.overlay:
+            return None
+        path = reverse("detection:submission-overlay", kwargs={"submission_id": submission.id})
+        return self.context["request"].build_absolute_uri(path)
+
+    @extend_schema_field(
+        inline_serializer(
+            "ModelInfo",
+            {
+                "version": serializers.CharField(),
+                "trained": serializers.BooleanField(allow_null=True),
+                "warning": serializers.CharField(allow_null=True),
+            },
+            allow_null=True,
+        )
+    )
+    def get_model(self, submission: Submission) -> dict[str, Any] | None:
+        if not submission.model_version:
+            return None
+        return {
+            "version": submission.model_version,
+            "trained": submission.model_trained,
+            "warning": (
+                None
+                if submission.model_trained
+                else "Scored by an untrained demonstration model: the probabilities mean nothing."
+            ),
+        }
+
+    @extend_schema_field(OutcomeSerializer(allow_null=True))
+    def get_moderation(self, submission: Submission) -> dict[str, Any] | None:
+        outcome = submission_outcome(submission=submission)
+        return OutcomeSerializer(outcome).data if outcome else None
+
+    def get_queue_position(self, submission: Submission) -> int | None:
+        if submission.status != Submission.Status.QUEUED:
+            return None
+        return selectors.submission_queue_position(submission=submission)
+
+
+class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
+    """List the caller's submissions, or upload a photo (multipart field `image`)."""
+
+    serializer_class = SubmissionSerializer
+    parser_classes = [MultiPartParser]
+
+    def get_queryset(self) -> Any:
+        return selectors.submission_list_for_user(
+            user=self.request.user,  # type: ignore[arg-type]
+            status=self.request.query_params.get("status", ""),
+            verdict=self.request.query_params.get("verdict", ""),
+        ).prefetch_related("faces")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", enum=Submission.Status.values, required=False),
+            OpenApiParameter("verdict", enum=Submission.Verdict.values, required=False),
+        ]
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"image": {"type": "string", "format": "binary"}},
+                "required": ["image"],
+            }
+        },
+        responses={202: SubmissionSerializer, 200: SubmissionSerializer},
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        uploaded = request.FILES.get("image")  # parses the body, running the upload handler
+        if upload_was_too_large(request._request):
+            raise UploadRejectedError("file_too_large", _too_large_detail())
+        if uploaded is None:
+            raise UploadRejectedError(
+                "missing_image", "Send the photo in the multipart field `image`."
+            )
+        try:
+            outcome = services.submission_create(
+                uploader=request.user,  # type: ignore[arg-type]
+                data=uploaded.read(),
+                filename=uploaded.name or "",
+            )
+        except UploadRejected as rejection:
+            raise UploadRejectedError(rejection.code, rejection.message) from None
+        serializer = self.get_serializer(outcome.submission)
+        return Response(
+            serializer.data,
+            status=status.HTTP_202_ACCEPTED if outcome.created else status.HTTP_200_OK,
+            headers={"Location": serializer.data["url"]},
+        )
+
+
+class SubmissionRetrieve(generics.RetrieveAPIView[Submission]):
+    """One submission: its status, verdict, per-face results and moderation outcome."""
+
+    serializer_class = SubmissionSerializer
+
+    def get_object(self) -> Submission:
+        submission = selectors.submission_get_for_user(
+            submission_id=self.kwargs["submission_id"], user=self.request.user
+        )
+        if submission is None:
+            raise Http404
+        return submission
+
+
+def _too_large_detail() -> str:
+    from django.conf import settings
+
+    return f"The file is larger than the {settings.UPLOAD_MAX_BYTES / 1_000_000:g} MB limit."

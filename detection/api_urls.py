@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from detection import api
+
+app_name = "api"
+
+urlpatterns = [
+    path("submissions/", api.SubmissionListCreate.as_view(), name="submission-list"),
+    path(
+        "submissions/<uuid:submission_id>/",
+        api.SubmissionRetrieve.as_view(),
+        name="submission-detail",
+    ),
+]

@@ -1,0 +1,108 @@
+"""Uploaded photos and what the analysis found in them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Submission(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        DONE = "done", "Done"
+        NO_FACE = "no_face", "No face found"
+        FAILED = "failed", "Failed"
+
+    class Verdict(models.TextChoices):
+        FAKE = "fake", "Likely manipulated"
+        UNCERTAIN = "uncertain", "Uncertain"
+        REAL = "real", "Likely authentic"
+
+    FINAL_STATUSES = (Status.DONE, Status.NO_FACE, Status.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    uploader = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions"
+    )
+    # Server-generated names only; what the uploader called the file is display text.
+    image = models.FileField(max_length=255)
+    thumbnail = models.FileField(max_length=255)
+    original_filename = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    byte_size = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10)
+
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    failure_reason = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # The Celery task id holding the current claim: a redelivery of the same message may
+    # resume at once, any other message only after the claim has gone stale.
+    claimed_by_task = models.CharField(max_length=64, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    model_version = models.CharField(max_length=64, blank=True)
+    model_trained = models.BooleanField(null=True)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True, db_index=True)
+    fake_probability = models.FloatField(null=True, blank=True)
+    overlay = models.FileField(max_length=255, blank=True)
+    timings_ms = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("-queued_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("uploader", "sha256"), name="one_submission_per_uploader_and_image"
+            ),
+        ]
+        indexes = [models.Index(fields=("status", "queued_at"))]
+
+    def __str__(self) -> str:
+        return f"{self.original_filename or self.id} ({self.get_status_display()})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+    @property
+    def processing_ms(self) -> float | None:
+        total = self.timings_ms.get("total") if self.timings_ms else None
+        return float(total) if total is not None else None
+
+
+class Face(models.Model):
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="faces")
+    index = models.PositiveSmallIntegerField()
+    box_x1 = models.FloatField()
+    box_y1 = models.FloatField()
+    box_x2 = models.FloatField()
+    box_y2 = models.FloatField()
+    detection_probability = models.FloatField()
+    fake_probability = models.FloatField()
+    crop = models.FileField(max_length=255)
+    heatmap = models.FileField(max_length=255)
+
+    class Meta:
+        ordering = ("submission", "index")
+        constraints = [
+            models.UniqueConstraint(fields=("submission", "index"), name="one_face_per_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Face {self.index} of {self.submission_id}"
+
+    @property
+    def box(self) -> list[float]:
+        return [self.box_x1, self.box_y1, self.box_x2, self.box_y2]
+
+    @property
+    def real_probability(self) -> float:
+        return 1.0 - self.fake_probability

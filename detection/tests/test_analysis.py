@@ -1,0 +1,88 @@
+"""The analysis service in-process: claiming, storing results, replacing them, giving up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from detection import services
+from detection.models import Face, Submission
+from detection.tests.factories import SubmissionFactory
+
+pytestmark = pytest.mark.django_db
+
+SAMPLES = Path(
+    os.environ.get("SAMPLES_DIR", Path(settings.BASE_DIR).parent / "shared/data/samples")
+)
+
+
+@pytest.fixture
+def two_face_submission(settings: Any, demo_checkpoint: Path) -> Submission:
+    settings.DEEPFAKE_CHECKPOINT = str(demo_checkpoint)
+    name = default_storage.save(
+        "samples/fake_frame_0.jpg", ContentFile((SAMPLES / "fake_frame_0.jpg").read_bytes())
+    )
+    return SubmissionFactory(image=name, width=1920, height=1080, format="JPEG")
+
+
+def test_analysis_stores_every_face_its_heatmap_and_the_verdict(
+    two_face_submission: Submission,
+) -> None:
+    services.analysis_run(submission_id=two_face_submission.id, task_id="task-1")
+    submission = Submission.objects.get(id=two_face_submission.id)
+    assert submission.status == Submission.Status.DONE
+    assert submission.attempts == 1
+    faces = list(submission.faces.all())
+    assert [face.index for face in faces] == [1, 2]
+    assert submission.fake_probability == pytest.approx(max(f.fake_probability for f in faces))
+    assert submission.verdict in {"fake", "uncertain", "real"}
+    assert submission.model_version and submission.model_trained is False
+    assert set(submission.timings_ms) >= {"detect", "classify", "total"}
+    for face in faces:
+        assert default_storage.open(face.heatmap.name).read(8).startswith(b"\x89PNG")
+        assert 0 <= face.box_x1 < face.box_x2 <= 1920
+    assert default_storage.exists(submission.overlay.name)
+
+
+def test_re_running_an_analysis_replaces_results_instead_of_adding(
+    two_face_submission: Submission, private_media_root: Path
+) -> None:
+    services.analysis_run(submission_id=two_face_submission.id, task_id="task-1")
+    files_after_first = sorted(p for p in private_media_root.rglob("*") if p.is_file())
+    services.submission_reanalyze(submission=two_face_submission)
+    services.analysis_run(submission_id=two_face_submission.id, task_id="task-2")
+    assert Face.objects.filter(submission=two_face_submission).count() == 2
+    assert sorted(p for p in private_media_root.rglob("*") if p.is_file()) == files_after_first
+
+
+def test_only_one_task_can_hold_a_claim() -> None:
+    submission = SubmissionFactory()
+    assert services._claim(submission_id=submission.id, task_id="first")
+    assert not services._claim(submission_id=submission.id, task_id="second")
+    assert services._claim(submission_id=submission.id, task_id="first"), "a redelivery resumes"
+    assert Submission.objects.get(id=submission.id).attempts == 2
+
+
+def test_submission_that_crashed_its_worker_three_times_is_failed_without_running() -> None:
+    submission = SubmissionFactory(
+        status=Submission.Status.PROCESSING, claimed_by_task="task-1", attempts=3
+    )
+    services.analysis_run(submission_id=submission.id, task_id="task-1")
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.FAILED
+    assert "attempted 3 times" in submission.failure_reason
+    assert not submission.faces.exists()
+
+
+def test_analysis_of_a_deleted_submission_does_nothing() -> None:
+    submission = SubmissionFactory()
+    submission_id = submission.id
+    submission.delete()
+    services.analysis_run(submission_id=submission_id, task_id="task-1")
+    assert not Submission.objects.exists()

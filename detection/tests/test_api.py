@@ -1,0 +1,150 @@
+"""The JSON API: token auth, upload (202 + Location), reads, errors as {code, detail}."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from PIL import Image
+from rest_framework.authtoken.models import Token
+
+from detection.models import Submission
+from detection.tests.factories import SubmissionFactory, UserFactory, make_analysed
+
+pytestmark = pytest.mark.django_db
+
+
+def jpeg_file(color: str = "teal", name: str = "photo.jpg") -> io.BytesIO:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(buffer, format="JPEG")
+    buffer.seek(0)
+    buffer.name = name
+    return buffer
+
+
+@pytest.fixture(autouse=True)
+def no_broker() -> Any:
+    with mock.patch("detection.tasks.analyze_submission.delay") as delay:
+        yield delay
+
+
+@pytest.fixture
+def api() -> Client:
+    user = UserFactory(username="platform")
+    return Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+
+
+def test_upload_answers_202_with_the_submission_and_its_location(api: Client) -> None:
+    response = api.post(reverse("api:submission-list"), {"image": jpeg_file()})
+    assert response.status_code == 202
+    body = response.json()
+    submission = Submission.objects.get()
+    assert body["id"] == str(submission.id)
+    assert body["status"] == "queued"
+    assert body["queue_position"] == 0
+    assert response["Location"].endswith(reverse("api:submission-detail", args=[submission.id]))
+
+
+def test_duplicate_upload_answers_200_with_the_existing_submission(api: Client) -> None:
+    first = api.post(reverse("api:submission-list"), {"image": jpeg_file()})
+    second = api.post(reverse("api:submission-list"), {"image": jpeg_file()})
+    assert second.status_code == 200
+    assert second.json()["id"] == first.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({}, "missing_image"),
+        ({"image": io.BytesIO(b"GIF89a-not-really")}, "unsupported_format"),
+        ({"image": io.BytesIO(b"")}, "empty_file"),
+    ],
+    ids=["missing", "gif", "empty"],
+)
+def test_bad_uploads_answer_400_with_a_machine_readable_code(
+    api: Client, payload: dict[str, Any], code: str
+) -> None:
+    for value in payload.values():
+        value.name = "x.jpg"
+    response = api.post(reverse("api:submission-list"), payload)
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+    assert response.json()["detail"]
+    assert not Submission.objects.exists()
+
+
+def test_over_the_byte_limit_answers_400_file_too_large(api: Client, settings: Any) -> None:
+    settings.UPLOAD_MAX_BYTES = 500
+    response = api.post(reverse("api:submission-list"), {"image": jpeg_file()})
+    assert response.status_code == 400
+    assert response.json()["code"] == "file_too_large"
+
+
+def test_detail_shows_faces_with_heatmap_urls_and_the_model(api: Client) -> None:
+    owner = Token.objects.get().user
+    submission = make_analysed(SubmissionFactory(uploader=owner), fake_probabilities=(0.8, 0.2))
+    body = api.get(reverse("api:submission-detail", args=[submission.id])).json()
+    assert body["status"] == "done"
+    assert body["verdict"] == "fake"
+    assert body["fake_probability"] == pytest.approx(0.8)
+    assert [face["index"] for face in body["faces"]] == [1, 2]
+    assert body["faces"][0]["box"] == [1, 2, 20, 22]
+    assert body["faces"][1]["real_probability"] == pytest.approx(0.8)
+    assert body["faces"][0]["heatmap_url"].startswith("http://testserver/")
+    assert body["model"]["version"] == "0123456789ab"
+    assert body["model"]["trained"] is False
+    assert "untrained" in body["model"]["warning"]
+    assert body["timings_ms"] == {"total": 321.0}
+    heatmap = api.get(body["faces"][0]["heatmap_url"])
+    assert heatmap.status_code == 200
+
+
+def test_another_users_submission_is_404_in_json(api: Client) -> None:
+    response = api.get(reverse("api:submission-detail", args=[SubmissionFactory().id]))
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_list_holds_only_the_callers_submissions_filtered_by_status(api: Client) -> None:
+    owner = Token.objects.get().user
+    make_analysed(SubmissionFactory(uploader=owner))
+    SubmissionFactory(uploader=owner)
+    SubmissionFactory()
+    body = api.get(reverse("api:submission-list")).json()
+    assert body["count"] == 2
+    done = api.get(reverse("api:submission-list"), {"status": "done"}).json()
+    assert [item["status"] for item in done["results"]] == ["done"]
+
+
+def test_requests_without_a_token_answer_401_in_json() -> None:
+    response = Client().get(reverse("api:submission-list"))
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_openapi_schema_and_docs_are_served() -> None:
+    schema = Client().get(reverse("api-schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    text = schema.content.decode()
+    assert "openapi: 3" in text or '"openapi": "3' in text
+    assert "/api/v1/submissions/" in text
+    docs = Client().get(reverse("api-docs"))
+    assert docs.status_code == 200
+    assert b"swagger" in docs.content.lower()
+    assert b"cdn" not in docs.content.lower()
+
+
+def test_drf_create_token_command_makes_a_working_token(capsys: pytest.CaptureFixture[str]) -> None:
+    UserFactory(username="integrator")
+    call_command("drf_create_token", "integrator")
+    key = Token.objects.get(user__username="integrator").key
+    assert key in capsys.readouterr().out
+    assert (
+        Client(HTTP_AUTHORIZATION=f"Token {key}").get(reverse("api:submission-list")).status_code
+        == 200
+    )

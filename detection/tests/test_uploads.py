@@ -1,0 +1,204 @@
+"""Accepting uploads: what is stored, what is rejected, and when analysis is queued."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.contrib.auth.models import User
+from PIL import Image
+
+from detection import services
+from detection.models import Submission
+from detection.validation import UploadRejected, validate_image_upload
+
+pytestmark = pytest.mark.django_db
+
+
+def encoded(image_format: str = "JPEG", size: tuple[int, int] = (64, 48), **save: Any) -> bytes:
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **save)
+    return buffer.getvalue()
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A few hundred bytes that declare a huge PNG: zeros compress to almost nothing."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    rows = zlib.compress(b"\x00" * (width + 1) * 16, 9)  # only the first rows: never decoded
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def uploader() -> User:
+    return User.objects.create_user("uploader", password="pw-uploader-123")
+
+
+@pytest.fixture
+def enqueued() -> Any:
+    with mock.patch("detection.tasks.analyze_submission.delay") as delay:
+        yield delay
+
+
+def stored_files(media_root: Path) -> list[Path]:
+    return [path for path in media_root.rglob("*") if path.is_file()]
+
+
+def test_upload_stores_a_re_encoded_copy_and_queues_analysis_after_commit(
+    uploader: User,
+    enqueued: mock.MagicMock,
+    private_media_root: Path,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    data = encoded("JPEG", comment=b"secret camera owner")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        outcome = services.submission_create(uploader=uploader, data=data, filename="holiday.jpg")
+    assert enqueued.call_count == 0, "nothing is sent before the transaction commits"
+    for callback in callbacks:
+        callback()
+    enqueued.assert_called_once_with(str(outcome.submission.id))
+
+    submission = Submission.objects.get()
+    assert outcome.created
+    assert submission.status == Submission.Status.QUEUED
+    assert (submission.width, submission.height, submission.format) == (64, 48, "JPEG")
+    assert submission.byte_size == len(data)
+    assert submission.original_filename == "holiday.jpg"
+    stored = (private_media_root / submission.image.name).read_bytes()
+    assert stored != data
+    assert b"secret camera owner" not in stored
+    assert "holiday" not in submission.image.name
+
+
+def test_same_bytes_from_the_same_user_return_the_existing_submission(
+    uploader: User, enqueued: mock.MagicMock, django_capture_on_commit_callbacks: Any
+) -> None:
+    data = encoded()
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.submission_create(uploader=uploader, data=data, filename="a.jpg")
+        second = services.submission_create(uploader=uploader, data=data, filename="b.jpg")
+    assert second.submission.id == first.submission.id
+    assert not second.created
+    assert Submission.objects.count() == 1
+    assert enqueued.call_count == 1
+
+
+def test_same_bytes_from_another_user_are_a_separate_submission(
+    uploader: User, enqueued: mock.MagicMock
+) -> None:
+    other = User.objects.create_user("other", password="pw-other-12345")
+    data = encoded()
+    services.submission_create(uploader=uploader, data=data, filename="a.jpg")
+    services.submission_create(uploader=other, data=data, filename="a.jpg")
+    assert Submission.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"GIF89a" + b"\x00" * 64, "unsupported_format"),
+        (encoded("GIF"), "unsupported_format"),
+        (encoded("BMP"), "unsupported_format"),
+        (encoded("TIFF"), "unsupported_format"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "unsupported_format"),
+        (b"<html><script>alert(1)</script></html>", "unsupported_format"),
+        (encoded("JPEG", size=(512, 512))[:1500], "corrupt_image"),
+        (png_bomb(50_000, 50_000), "too_many_pixels"),
+        (png_bomb(9_000, 5_000), "too_many_pixels"),
+    ],
+    ids=[
+        "empty",
+        "gif-header",
+        "gif",
+        "bmp",
+        "tiff",
+        "svg",
+        "html",
+        "truncated-jpeg",
+        "png-bomb",
+        "over-pixel-limit",
+    ],
+)
+def test_rejected_uploads_get_a_reason_and_store_nothing(
+    uploader: User,
+    enqueued: mock.MagicMock,
+    private_media_root: Path,
+    settings: Any,
+    data: bytes,
+    code: str,
+) -> None:
+    settings.UPLOAD_MAX_PIXELS = 40_000_000
+    with pytest.raises(UploadRejected) as rejection:
+        services.submission_create(uploader=uploader, data=data, filename="x.jpg")
+    assert rejection.value.code == code
+    assert rejection.value.message
+    assert not Submission.objects.exists()
+    assert stored_files(private_media_root) == []
+    enqueued.assert_not_called()
+
+
+def test_file_over_the_byte_limit_is_rejected(
+    uploader: User, settings: Any, private_media_root: Path
+) -> None:
+    settings.UPLOAD_MAX_BYTES = 1000
+    with pytest.raises(UploadRejected) as rejection:
+        services.submission_create(uploader=uploader, data=encoded(size=(400, 400)), filename="x")
+    assert rejection.value.code == "file_too_large"
+    assert "0.001 MB" in rejection.value.message
+    assert stored_files(private_media_root) == []
+
+
+def test_exif_orientation_is_applied_before_storing() -> None:
+    image = Image.new("RGB", (80, 40), "white")
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    validated = validate_image_upload(buffer.getvalue(), max_bytes=10**7, max_pixels=10**7)
+    assert (validated.width, validated.height) == (40, 80)
+    assert Image.open(io.BytesIO(validated.data)).getexif().get(0x0112) is None
+
+
+def test_script_appended_to_a_png_is_not_stored() -> None:
+    data = encoded("PNG") + b"<script>alert('xss')</script>"
+    validated = validate_image_upload(data, max_bytes=10**7, max_pixels=10**7)
+    assert b"<script>" not in validated.data
+    assert validated.format == "PNG"
+
+
+@pytest.mark.parametrize(
+    ("filename", "shown"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\photo.jpg", "photo.jpg"),
+        ("evil\x00name\n.jpg", "evilname.jpg"),
+        ("", "upload"),
+        ("...", "upload"),
+    ],
+)
+def test_file_names_are_display_text_only(filename: str, shown: str) -> None:
+    assert services.sanitize_filename(filename) == shown
+
+
+def test_database_failure_leaves_no_files(
+    uploader: User, private_media_root: Path, enqueued: mock.MagicMock
+) -> None:
+    with (
+        mock.patch.object(Submission, "save", side_effect=RuntimeError("database went away")),
+        pytest.raises(RuntimeError),
+    ):
+        services.submission_create(uploader=uploader, data=encoded(), filename="a.jpg")
+    assert stored_files(private_media_root) == []

@@ -1,0 +1,36 @@
+"""An upload handler that stops reading a file as soon as it passes the byte limit."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+
+
+class LimitedUploadHandler(FileUploadHandler):
+    """Counts file bytes as they stream in and aborts the upload past UPLOAD_MAX_BYTES.
+
+    It works without a Content-Length header (chunked bodies), and marks the request so the
+    view can answer with a clear message instead of a bare missing-file error.
+    """
+
+    def __init__(self, request: object = None) -> None:
+        super().__init__(request)
+        self.received = 0
+
+    def new_file(self, *args: object, **kwargs: object) -> None:
+        super().new_file(*args, **kwargs)  # type: ignore[arg-type]
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > settings.UPLOAD_MAX_BYTES:
+            self.request.upload_too_large = True  # type: ignore[union-attr]
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
+def upload_was_too_large(request: object) -> bool:
+    return bool(getattr(request, "upload_too_large", False))

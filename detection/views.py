@@ -1,0 +1,193 @@
+"""Uploader pages: upload, live status and results, my submissions, access-checked media."""
+
+from __future__ import annotations
+
+import functools
+import mimetypes
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from detection import selectors, services
+from detection.forms import SubmissionFilterForm, UploadForm
+from detection.models import Face, Submission
+from detection.uploads import upload_was_too_large
+from detection.validation import UploadRejected
+from moderation.selectors import submission_outcome
+
+MediaView = Callable[..., HttpResponseBase]
+
+
+def login_or_token_required(view: MediaView) -> MediaView:
+    """Media are fetched by browsers (session) and by API clients (the `Token` header)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated and request.headers.get("Authorization"):
+            try:
+                authenticated = TokenAuthentication().authenticate(Request(request))
+            except AuthenticationFailed:
+                authenticated = None
+            if authenticated is not None:
+                request.user = authenticated[0]
+        return login_required(view)(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _get_submission_for_user(request: HttpRequest, submission_id: uuid.UUID) -> Submission:
+    submission = selectors.submission_get_for_user(submission_id=submission_id, user=request.user)
+    if submission is None:
+        raise Http404("No such submission")
+    return submission
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = UploadForm(
+            request.POST, request.FILES, upload_too_large=upload_was_too_large(request)
+        )
+        if form.is_valid():
+            uploaded = form.cleaned_data["image"]
+            try:
+                outcome = services.submission_create(
+                    uploader=request.user, data=uploaded.read(), filename=uploaded.name or ""
+                )
+            except UploadRejected as rejection:
+                form.add_error("image", rejection.message)
+            else:
+                if not outcome.created:
+                    messages.info(request, "You already uploaded this image; here is its analysis.")
+                return redirect("detection:submission-detail", submission_id=outcome.submission.id)
+        return render(request, "detection/upload.html", _upload_context(form), status=400)
+    return render(request, "detection/upload.html", _upload_context(UploadForm()))
+
+
+@login_required
+@require_GET
+def submission_detail(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponse:
+    submission = _get_submission_for_user(request, submission_id)
+    return render(request, "detection/submission_detail.html", _detail_context(submission))
+
+
+@login_required
+@require_GET
+def submission_status(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponse:
+    """The part of the result page that htmx polls until the analysis is final."""
+    submission = _get_submission_for_user(request, submission_id)
+    return render(request, "detection/partials/submission_body.html", _detail_context(submission))
+
+
+@login_required
+@require_GET
+def submission_list(request: HttpRequest) -> HttpResponse:
+    filters = SubmissionFilterForm(request.GET or None)
+    cleaned = filters.cleaned_data if filters.is_valid() else {}
+    submissions = selectors.submission_list_for_user(
+        user=request.user, status=cleaned.get("status", ""), verdict=cleaned.get("verdict", "")
+    )
+    page = Paginator(submissions, 20).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "detection/submission_list.html",
+        {"page": page, "filters": filters, "query": query.urlencode()},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_token(request: HttpRequest) -> HttpResponse:
+    """Create or rotate the user's API token; the key is shown only right after it changes."""
+    new_key = None
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        new_key = Token.objects.create(user=request.user).key
+    has_token = new_key is not None or Token.objects.filter(user=request.user).exists()
+    return render(request, "detection/api_token.html", {"new_key": new_key, "has_token": has_token})
+
+
+@login_or_token_required
+@require_GET
+def submission_image(request: HttpRequest, submission_id: uuid.UUID) -> FileResponse:
+    return _file_response(_get_submission_for_user(request, submission_id).image.name)
+
+
+@login_or_token_required
+@require_GET
+def submission_thumbnail(request: HttpRequest, submission_id: uuid.UUID) -> FileResponse:
+    return _file_response(_get_submission_for_user(request, submission_id).thumbnail.name)
+
+
+@login_or_token_required
+@require_GET
+def submission_overlay(request: HttpRequest, submission_id: uuid.UUID) -> FileResponse:
+    return _file_response(_get_submission_for_user(request, submission_id).overlay.name)
+
+
+@login_or_token_required
+@require_GET
+def face_crop(request: HttpRequest, submission_id: uuid.UUID, index: int) -> FileResponse:
+    return _file_response(_get_face(request, submission_id, index).crop.name)
+
+
+@login_or_token_required
+@require_GET
+def face_heatmap(request: HttpRequest, submission_id: uuid.UUID, index: int) -> FileResponse:
+    return _file_response(_get_face(request, submission_id, index).heatmap.name)
+
+
+def _get_face(request: HttpRequest, submission_id: uuid.UUID, index: int) -> Face:
+    submission = _get_submission_for_user(request, submission_id)
+    face = submission.faces.filter(index=index).first()
+    if face is None:
+        raise Http404("No such face")
+    return face
+
+
+def _file_response(name: str) -> FileResponse:
+    if not name or not default_storage.exists(name):
+        raise Http404("No such file")
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    response["Content-Disposition"] = "inline"
+    return response
+
+
+def _upload_context(form: UploadForm) -> dict[str, object]:
+    return {
+        "form": form,
+        "max_bytes": settings.UPLOAD_MAX_BYTES,
+        "max_megabytes": settings.UPLOAD_MAX_BYTES / 1_000_000,
+        "max_megapixels": settings.UPLOAD_MAX_PIXELS / 1_000_000,
+    }
+
+
+def _detail_context(submission: Submission) -> dict[str, object]:
+    return {
+        "submission": submission,
+        "faces": list(submission.faces.all()) if submission.is_final else [],
+        "queue_position": selectors.submission_queue_position(submission=submission),
+        "outcome": submission_outcome(submission=submission),
+        "processing_seconds": (
+            submission.processing_ms / 1000 if submission.processing_ms is not None else None
+        ),
+    }
