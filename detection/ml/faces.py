@@ -1,4 +1,17 @@
-"""Face detection with facenet-pytorch's MTCNN, cropped the way the seed crops faces."""
+"""Face detection: facenet-pytorch's MTCNN networks in a faster cascade, seed-style crops.
+
+The three MTCNN networks, thresholds, pyramid factor and box arithmetic are facenet-pytorch's
+(`detect_face`). What differs is where the work is done:
+
+- the image pyramid and the first two stages run on a copy whose long side is at most
+  `max_side` (faces in large photos are large); the pyramid levels are resized by Pillow
+  from uint8 pixels instead of torch's area interpolation of the whole float image;
+- the second stage cuts its 24x24 inputs for all candidates in one `roi_align` call;
+- the third stage (O-Net, which sets the final box and landmarks) cuts its 48x48 inputs
+  from the ORIGINAL image exactly as facenet does, so the final boxes are as precise as a
+  full-resolution search;
+- the networks run in channels-last memory, which oneDNN executes 2-3x faster.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +20,25 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from facenet_pytorch import MTCNN
-from facenet_pytorch.models.utils.detect_face import extract_face
+import torch.nn.functional as F
+from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+from facenet_pytorch.models.utils.detect_face import (
+    bbreg,
+    extract_face,
+    generateBoundingBox,
+    nms_numpy,
+    pad,
+    rerec,
+)
 from PIL import Image
+from torchvision.ops import nms, roi_align
 
 CROP_SIZE = 160
 # MTCNN's P-Net looks at 12-pixel windows: a smaller minimum face would make it upsample.
 _PNET_WINDOW = 12
+# facenet-pytorch's defaults, which the seed used.
+_STAGE_THRESHOLDS = (0.6, 0.7, 0.7)
+_PYRAMID_FACTOR = 0.709
 
 
 @dataclass(frozen=True)
@@ -24,13 +49,6 @@ class DetectedFace:
 
 
 class FaceDetector:
-    """Finds every face; large images are searched on a downscaled copy.
-
-    Faces in large photos are large, so detecting on a copy whose long side is at most
-    `max_side` loses nothing, and the boxes are mapped back so that crops come from the
-    original pixels exactly as the seed cuts them.
-    """
-
     def __init__(
         self,
         *,
@@ -43,43 +61,157 @@ class FaceDetector:
         self.probability_threshold = probability_threshold
         self.max_side = max_side
         self.device = device
-        self._mtcnn = MTCNN(
-            image_size=CROP_SIZE,
-            margin=0,
-            post_process=False,
-            keep_all=True,
-            select_largest=False,
-            device=device,
-        ).eval()
+        self.pnet, self.rnet, self.onet = (
+            net.to(device).to(memory_format=torch.channels_last).eval()
+            for net in (PNet(), RNet(), ONet())
+        )
 
     def detect(self, image: Image.Image) -> list[DetectedFace]:
         """Faces at or above the probability threshold, most probable first."""
         reduction = max(1, math.ceil(max(image.size) / self.max_side))
         searched = image.reduce(reduction) if reduction > 1 else image
-        scale_x = image.width / searched.width
-        scale_y = image.height / searched.height
-        min_size = max(_PNET_WINDOW, round(self.min_face_size / reduction))
-        if min(searched.size) < min_size:
-            # MTCNN builds an empty image pyramid here and fails; there is no face to find.
-            return []
-        self._mtcnn.min_face_size = min_size
-        boxes, probabilities, points = self._mtcnn.detect(searched, landmarks=True)
-        if boxes is None:
-            return []
-        faces = []
-        for box, probability, face_points in zip(boxes, probabilities, points, strict=True):
-            if probability < self.probability_threshold:
-                continue
-            x1, y1, x2, y2 = (float(v) for v in box)
-            faces.append(
-                DetectedFace(
-                    box=(x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y),
-                    probability=float(probability),
-                    landmarks=[(float(x) * scale_x, float(y) * scale_y) for x, y in face_points],
-                )
+        with torch.inference_mode():
+            candidates = self._propose(searched, max(_PNET_WINDOW, self.min_face_size / reduction))
+            if len(candidates):
+                candidates = self._refine(searched, candidates)
+            if not len(candidates):
+                return []
+            scale = torch.tensor(
+                [image.width / searched.width, image.height / searched.height] * 2,
+                device=candidates.device,
             )
+            candidates[:, :4] = candidates[:, :4] * scale
+            boxes, points = self._finish(image, candidates)
+        faces = [
+            DetectedFace(
+                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                probability=float(box[4]),
+                landmarks=[(float(x), float(y)) for x, y in face_points],
+            )
+            for box, face_points in zip(boxes, points, strict=True)
+            if box[4] >= self.probability_threshold
+        ]
         faces.sort(key=lambda face: face.probability, reverse=True)
         return faces
+
+    def _propose(self, image: Image.Image, min_face: float) -> torch.Tensor:
+        """Stage 1: P-Net over the image pyramid; squared candidate boxes with scores."""
+        width, height = image.size
+        scale = _PNET_WINDOW / min_face
+        shortest = min(width, height) * scale
+        found = []
+        level = image
+        while shortest >= _PNET_WINDOW:
+            # Each level is shrunk from the previous one: far fewer pixels to read than
+            # resizing the whole image every time, and the box filter keeps it anti-aliased.
+            level = level.resize(
+                (int(width * scale + 1), int(height * scale + 1)), Image.Resampling.BOX
+            )
+            regression, probabilities = self.pnet(_normalised(_tensor(level, self.device)))
+            boxes, _ = generateBoundingBox(
+                regression, probabilities[:, 1], scale, _STAGE_THRESHOLDS[0]
+            )
+            found.append(boxes[nms(boxes[:, :4], boxes[:, 4], 0.5)])
+            scale *= _PYRAMID_FACTOR
+            shortest *= _PYRAMID_FACTOR
+        if not found:
+            return torch.empty((0, 5), device=self.device)
+        boxes = torch.cat(found)
+        boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
+        width_, height_ = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        regressed = torch.stack(
+            [
+                boxes[:, 0] + boxes[:, 5] * width_,
+                boxes[:, 1] + boxes[:, 6] * height_,
+                boxes[:, 2] + boxes[:, 7] * width_,
+                boxes[:, 3] + boxes[:, 8] * height_,
+                boxes[:, 4],
+            ],
+            dim=1,
+        )
+        return rerec(regressed)
+
+    def _refine(self, image: Image.Image, boxes: torch.Tensor) -> torch.Tensor:
+        """Stage 2: R-Net on 24x24 cuts of every candidate, all in one batch."""
+        pixels = _tensor(image, self.device)
+        y, ey, x, ex = pad(boxes, image.width, image.height)
+        keep = (ey > y - 1) & (ex > x - 1)
+        regions = torch.tensor(
+            np.stack([x - 1, y - 1, ex, ey], axis=1)[keep], dtype=torch.float32, device=self.device
+        )
+        boxes = boxes[torch.from_numpy(keep).to(self.device)]
+        if not len(boxes):
+            return boxes
+        batch_index = torch.zeros((len(regions), 1), device=self.device)
+        # Averaging 2x2 bilinear samples per output pixel approximates facenet's area
+        # interpolation well enough for this filtering stage, in one call instead of one per box.
+        cuts = roi_align(
+            pixels,
+            torch.cat([batch_index, regions], dim=1),
+            (24, 24),
+            sampling_ratio=2,
+            aligned=False,
+        )
+        regression, probabilities = self.rnet(_normalised(cuts))
+        scores = probabilities[:, 1]
+        passed = scores > _STAGE_THRESHOLDS[1]
+        boxes = torch.cat([boxes[passed, :4], scores[passed, None]], dim=1)
+        regression = regression[passed]
+        keep_nms = nms(boxes[:, :4], boxes[:, 4], 0.7)
+        return rerec(bbreg(boxes[keep_nms], regression[keep_nms]))
+
+    def _finish(self, image: Image.Image, boxes: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 3: O-Net on 48x48 cuts of the original pixels; final boxes and landmarks."""
+        y, ey, x, ex = pad(boxes, image.width, image.height)
+        keep = (ey > y - 1) & (ex > x - 1)
+        boxes = boxes[torch.from_numpy(keep).to(self.device)]
+        if not len(boxes):
+            return np.empty((0, 5)), np.empty((0, 5, 2))
+        cuts = torch.cat(
+            [
+                _area_resized(image.crop((left - 1, top - 1, right, bottom)), 48, self.device)
+                for left, top, right, bottom in zip(
+                    x[keep], y[keep], ex[keep], ey[keep], strict=True
+                )
+            ]
+        )
+        regression, landmarks, probabilities = self.onet(_normalised(cuts))
+        scores = probabilities[:, 1]
+        passed = scores > _STAGE_THRESHOLDS[2]
+        boxes = torch.cat([boxes[passed, :4], scores[passed, None]], dim=1)
+        landmarks, regression = landmarks[passed], regression[passed]
+        box_width = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        box_height = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        points = torch.stack(
+            [
+                box_width * landmarks[:, :5] + boxes[:, 0:1] - 1,
+                box_height * landmarks[:, 5:10] + boxes[:, 1:2] - 1,
+            ],
+            dim=2,
+        )
+        boxes = bbreg(boxes, regression).cpu().numpy()
+        points_array = points.cpu().numpy()
+        if not len(boxes):
+            return boxes, points_array
+        # facenet's final suppression uses the "Min" overlap, which torchvision lacks.
+        keep_min = nms_numpy(boxes[:, :4], boxes[:, 4], 0.7, "Min")
+        return boxes[keep_min], points_array[keep_min]
+
+
+def _tensor(image: Image.Image, device: torch.device) -> torch.Tensor:
+    """(1, 3, H, W) float32 0-255 in channels-last memory."""
+    pixels = torch.from_numpy(np.array(image)).to(device)
+    return (
+        pixels.permute(2, 0, 1).unsqueeze(0).float().contiguous(memory_format=torch.channels_last)
+    )
+
+
+def _normalised(pixels: torch.Tensor) -> torch.Tensor:
+    return (pixels - 127.5) * 0.0078125
+
+
+def _area_resized(region: Image.Image, size: int, device: torch.device) -> torch.Tensor:
+    return F.interpolate(_tensor(region, device), size=(size, size), mode="area")
 
 
 def crop_faces(image: Image.Image, boxes: list[tuple[float, float, float, float]]) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from detection.ml.classifier import FaceClassifier, ModelInfo, load_checkpoint
+from detection.ml.config import PipelineConfig
 from detection.ml.faces import CROP_SIZE, FaceDetector, clip_box, crop_faces
 from detection.ml.gradcam import grad_cam_maps
 from detection.ml.images import ImageSource, load_rgb_image
@@ -27,28 +28,6 @@ __all__ = [
     "get_analyzer",
     "verdict_for",
 ]
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    checkpoint: Path
-    min_face_size: int = 40
-    detection_threshold: float = 0.95  # minimum MTCNN probability to keep a face
-    flag_threshold: float = 0.5  # P(fake) >= this → 'fake'
-    uncertain_threshold: float = 0.3  # P(fake) >= this → 'uncertain'
-    detect_max_side: int = 1024
-    num_threads: int | None = None  # None: the physical cores this process may use
-    device: str = "cpu"  # "cuda" when available and asked for
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.uncertain_threshold <= self.flag_threshold <= 1:
-            raise ValueError("thresholds must satisfy 0 <= uncertain <= flag <= 1")
-        if not 0 <= self.detection_threshold <= 1:
-            raise ValueError("detection_threshold must be between 0 and 1")
-        if self.min_face_size < 1 or self.detect_max_side < 1:
-            raise ValueError("min_face_size and detect_max_side must be positive")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError("num_threads must be positive")
 
 
 @dataclass(frozen=True)

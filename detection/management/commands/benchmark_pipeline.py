@@ -1,0 +1,191 @@
+"""Time the seed's per-image path against ours on the same images, and check their parity."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from PIL import Image
+
+from detection.management.commands._samples import samples_dir
+from detection.pipeline_config import pipeline_config_from_settings
+
+MAX_CLASSIFIER_DELTA = 1e-4
+MIN_BOX_IOU = 0.9
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a faithful re-creation of the seed's per-image path and our pipeline on the same "
+        "images with the same weights; print per-image milliseconds, their ratio and parity."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "images", nargs="*", type=Path, help="default: every .jpg in the samples folder"
+        )
+        parser.add_argument("--checkpoint", type=Path, help="default: settings.DEEPFAKE_CHECKPOINT")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # Heavy imports here, not at module level: `manage.py help` should stay fast.
+        from detection.ml.classifier import CheckpointError, load_checkpoint
+        from detection.ml.pipeline import Analyzer
+        from detection.ml.seed import SeedPipeline
+
+        config = pipeline_config_from_settings()
+        if options["checkpoint"]:
+            config = dataclasses.replace(config, checkpoint=options["checkpoint"])
+        images = options["images"] or sorted(samples_dir().glob("*.jpg"), key=_natural_order)
+        if not images:
+            raise CommandError(f"no images given and none found in {samples_dir()}")
+        try:
+            checkpoint = load_checkpoint(config.checkpoint)
+        except CheckpointError as exc:
+            raise CommandError(str(exc)) from exc
+        analyzer = Analyzer(config)
+        seed = SeedPipeline(checkpoint.state_dict)
+
+        # One untimed pass of each warms allocator caches and lazy initialisation.
+        first = images[0].read_bytes()
+        seed.analyze(_decode(first))
+        analyzer.analyze(first)
+
+        self.stdout.write(
+            f"model {analyzer.model.name} ({analyzer.model.version}), "
+            f"{len(images)} images, torch threads {_threads()}"
+        )
+        self.stdout.write(
+            f"{'image':<20} {'faces':>5} {'seed ms':>9} {'ours ms':>9} {'ratio':>6} "
+            f"{'IoU':>6} {'|dP| crop':>10} {'|dP| e2e':>9}"
+        )
+        rows = [self._compare(path, seed, analyzer) for path in images]
+        self._summarise(rows)
+
+    def _compare(self, path: Path, seed: Any, analyzer: Any) -> dict[str, Any]:
+        import torch
+
+        data = path.read_bytes()
+        started = time.perf_counter()
+        seed_result = seed.analyze(_decode(data))
+        seed_ms = 1000 * (time.perf_counter() - started)
+        started = time.perf_counter()
+        ours = analyzer.analyze(data)
+        ours_ms = 1000 * (time.perf_counter() - started)
+
+        # Parity, outside the timed sections: the seed's classifier and ours on identical
+        # crops (the seed's crop, and every crop of ours through the seed's unbatched path).
+        crop_deltas = []
+        if seed_result.crop is not None:
+            ours_on_seed_crop = analyzer.classifier.classify(seed_result.crop[None])
+            crop_deltas.append(
+                abs(float(ours_on_seed_crop.probabilities[0]) - seed_result.fake_probability)
+            )
+        for face in ours.faces:
+            crop = torch.from_numpy(_crop_values(face.crop))
+            crop_deltas.append(abs(seed.score_crop(crop) - face.fake_probability))
+
+        iou = end_to_end = None
+        if seed_result.box is not None:
+            seed_box = _clipped(seed_result.box, ours.width, ours.height)
+            matches = [(box_iou(seed_box, face.box), face) for face in ours.faces]
+            if matches:
+                iou, match = max(matches, key=lambda pair: pair[0])
+                end_to_end = abs(match.fake_probability - seed_result.fake_probability)
+            else:
+                iou = 0.0
+        row = {
+            "image": path.name,
+            "faces": len(ours.faces),
+            "seed_ms": seed_ms,
+            "ours_ms": ours_ms,
+            "crop_delta": max(crop_deltas, default=0.0),
+            "iou": iou,
+            "end_to_end": end_to_end,
+        }
+        self.stdout.write(
+            f"{path.name:<20} {len(ours.faces):>5} {seed_ms:>9.1f} {ours_ms:>9.1f} "
+            f"{seed_ms / ours_ms:>6.2f} {_or_dash(iou, '.3f'):>6} "
+            f"{row['crop_delta']:>10.2e} {_or_dash(end_to_end, '.4f'):>9}"
+        )
+        return row
+
+    def _summarise(self, rows: list[dict[str, Any]]) -> None:
+        seed_mean = statistics.fmean(row["seed_ms"] for row in rows)
+        ours_mean = statistics.fmean(row["ours_ms"] for row in rows)
+        ratios = [row["seed_ms"] / row["ours_ms"] for row in rows]
+        ious = [row["iou"] for row in rows if row["iou"] is not None]
+        end_to_end = [row["end_to_end"] for row in rows if row["end_to_end"] is not None]
+        crop_delta = max(row["crop_delta"] for row in rows)
+        self.stdout.write("")
+        self.stdout.write(f"per image, mean: seed {seed_mean:.1f} ms, ours {ours_mean:.1f} ms")
+        self.stdout.write(
+            f"speed-up: {seed_mean / ours_mean:.2f}x on the mean, "
+            f"{statistics.median(ratios):.2f}x median per image, {min(ratios):.2f}x worst"
+        )
+        self.stdout.write(
+            f"largest |dP(fake)| of the classifiers on the same crop: {crop_delta:.2e} "
+            f"(limit {MAX_CLASSIFIER_DELTA:.0e})"
+        )
+        if ious:
+            self.stdout.write(
+                f"IoU of the seed's face with ours: min {min(ious):.3f}, "
+                f"mean {statistics.fmean(ious):.3f} over {len(ious)} images (limit {MIN_BOX_IOU})"
+            )
+        if end_to_end:
+            self.stdout.write(
+                f"end-to-end |dP(fake)| of that face: max {max(end_to_end):.4f}, "
+                f"mean {statistics.fmean(end_to_end):.4f}"
+            )
+        failures = []
+        if crop_delta > MAX_CLASSIFIER_DELTA:
+            failures.append(f"classifier |dP| {crop_delta:.2e} > {MAX_CLASSIFIER_DELTA:.0e}")
+        if ious and min(ious) < MIN_BOX_IOU:
+            failures.append(f"box IoU {min(ious):.3f} < {MIN_BOX_IOU}")
+        if failures:
+            raise CommandError("parity check failed: " + "; ".join(failures))
+        self.stdout.write(self.style.SUCCESS("parity checks passed"))
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    overlap = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap
+    return overlap / union if union > 0 else 0.0
+
+
+def _decode(data: bytes) -> Image.Image:
+    # The seed received an RGB PIL image; decoding is timed on both sides alike.
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def _crop_values(crop: Image.Image) -> Any:
+    import numpy as np
+
+    return np.asarray(crop, dtype=np.float32).transpose(2, 0, 1).copy()
+
+
+def _clipped(box: tuple[float, ...], width: int, height: int) -> tuple[float, ...]:
+    from detection.ml.faces import clip_box
+
+    return clip_box((box[0], box[1], box[2], box[3]), width, height)
+
+
+def _natural_order(path: Path) -> tuple[str, int]:
+    stem, _, number = path.stem.rpartition("_")
+    return (stem, int(number)) if number.isdigit() else (path.stem, 0)
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _or_dash(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

@@ -1,0 +1,22 @@
+"""The analysis pipeline's configuration, read from Django settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from detection.ml.config import PipelineConfig
+
+
+def pipeline_config_from_settings() -> PipelineConfig:
+    return PipelineConfig(
+        checkpoint=Path(settings.DEEPFAKE_CHECKPOINT),
+        min_face_size=settings.FACE_MIN_SIZE,
+        detection_threshold=settings.FACE_DETECTION_THRESHOLD,
+        flag_threshold=settings.FLAG_THRESHOLD,
+        uncertain_threshold=settings.UNCERTAIN_THRESHOLD,
+        detect_max_side=settings.DETECT_MAX_SIDE,
+        num_threads=settings.TORCH_NUM_THREADS,
+        device=settings.DEEPFAKE_DEVICE,
+    )
