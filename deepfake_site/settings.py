@@ -250,29 +250,3 @@ TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=None)
 # How long "next case" reserves a case for one moderator; an unfinished case then returns
 # to the queue by itself.
 MODERATION_LEASE_MINUTES = env.int("MODERATION_LEASE_MINUTES", default=15)
-
-# --- Analysis pipeline --------------------------------------------------------------------
-# The classifier checkpoint: `manage.py fetch_model` installs the published weights here,
-# `manage.py make_demo_checkpoint` an untrained demo model. A model card `<stem>.json`
-# beside it may set the input size, thresholds and calibration (they override those below).
-DEEPFAKE_CHECKPOINT = Path(
-    env.str("DEEPFAKE_CHECKPOINT", default=str(VAR_DIR / "models" / "demo.pth"))
-)
-DEEPFAKE_HF_REPO = env.str(
-    "DEEPFAKE_HF_REPO", default="aaronespasa/deepfake-detection-resnetinceptionv1"
-)
-DEEPFAKE_HF_FILENAME = env.str("DEEPFAKE_HF_FILENAME", default="resnetinceptionv1_epoch_32.pth")
-DEEPFAKE_DEVICE = env.str("DEEPFAKE_DEVICE", default="cpu")
-FACE_MIN_SIZE = env.int("FACE_MIN_SIZE", default=40)  # pixels of the original image
-FACE_DETECTION_THRESHOLD = env.float("FACE_DETECTION_THRESHOLD", default=0.95)
-FLAG_THRESHOLD = env.float("FLAG_THRESHOLD", default=0.5)  # P(fake) at or above: 'fake'
-UNCERTAIN_THRESHOLD = env.float("UNCERTAIN_THRESHOLD", default=0.3)  # and above: 'uncertain'
-# Faces are searched on a copy whose long side is at most this; crops come from the original.
-DETECT_MAX_SIDE = env.int("DETECT_MAX_SIDE", default=1024)
-# Unset: one thread per physical core available to the process (a worker child's share).
-TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=None)
-
-# --- Moderation ---------------------------------------------------------------------------
-# How long "next case" reserves a case for one moderator; an unfinished case then returns
-# to the queue by itself.
-MODERATION_LEASE_MINUTES = env.int("MODERATION_LEASE_MINUTES", default=15)
