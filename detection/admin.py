@@ -1,0 +1,197 @@
+"""Admin for submissions and faces: inspect results, re-run analyses, reopen review cases.
+
+Analysis results are written by the pipeline only, so every field is read-only here;
+uploads come through the upload service (validation, re-encoding), never the admin.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import admin, messages
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from detection import services
+from detection.models import Face, Submission
+from moderation import services as moderation_services
+from moderation.models import ReviewCase
+from moderation.permissions import REVIEW_CASES
+
+
+def thumbnail_html(submission_id: uuid.UUID) -> SafeString:
+    """A small thumbnail through the access-checked media view (media has no public URL)."""
+    url = reverse("detection:submission-thumbnail", kwargs={"submission_id": submission_id})
+    return format_html(
+        '<img src="{}" alt="" style="height:48px;width:72px;object-fit:cover;border-radius:4px">',
+        url,
+    )
+
+
+def _image_link(url: str, height: int = 96) -> SafeString:
+    return format_html(
+        '<a href="{}"><img src="{}" alt="" style="height:{}px;border-radius:4px"></a>',
+        url,
+        url,
+        height,
+    )
+
+
+class FaceInline(admin.TabularInline):
+    model = Face
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    fields = (
+        "index",
+        "crop_preview",
+        "heatmap_preview",
+        "fake_probability",
+        "detection_probability",
+        "box",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
+        return False
+
+    @admin.display(description="Crop")
+    def crop_preview(self, face: Face) -> SafeString:
+        return _image_link(
+            reverse(
+                "detection:face-crop",
+                kwargs={"submission_id": face.submission_id, "index": face.index},
+            )
+        )
+
+    @admin.display(description="Heatmap")
+    def heatmap_preview(self, face: Face) -> SafeString:
+        return _image_link(
+            reverse(
+                "detection:face-heatmap",
+                kwargs={"submission_id": face.submission_id, "index": face.index},
+            )
+        )
+
+
+@admin.register(Submission)
+class SubmissionAdmin(admin.ModelAdmin):
+    list_display = (
+        "thumbnail_preview",
+        "original_filename",
+        "uploader",
+        "status",
+        "verdict",
+        "fake_probability",
+        "face_count",
+        "review_state",
+        "model_version",
+        "queued_at",
+    )
+    list_display_links = ("thumbnail_preview", "original_filename")
+    list_filter = ("status", "verdict", "model_trained", "model_version", "queued_at")
+    search_fields = ("uploader__username", "=sha256", "original_filename")
+    list_select_related = ("uploader", "review_case")
+    date_hierarchy = "queued_at"
+    inlines = (FaceInline,)
+    actions = ("rerun_analysis", "reopen_case")
+    fields = readonly_fields = (
+        "id",
+        "uploader",
+        "original_filename",
+        "overlay_preview",
+        "sha256",
+        "byte_size",
+        "width",
+        "height",
+        "format",
+        "status",
+        "failure_reason",
+        "attempts",
+        "claimed_by_task",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "model_version",
+        "model_trained",
+        "verdict",
+        "fake_probability",
+        "timings_ms",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Submission]:
+        return super().get_queryset(request).annotate(face_total=Count("faces"))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_reopen_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(REVIEW_CASES)
+
+    @admin.display(description="Image")
+    def thumbnail_preview(self, submission: Submission) -> SafeString:
+        return thumbnail_html(submission.pk)
+
+    @admin.display(description="Faces", ordering="face_total")
+    def face_count(self, submission: Submission) -> int:
+        return int(getattr(submission, "face_total", 0))
+
+    @admin.display(description="Review")
+    def review_state(self, submission: Submission) -> str:
+        case = getattr(submission, "review_case", None)
+        return case.get_state_display() if case else "—"
+
+    @admin.display(description="Overlay")
+    def overlay_preview(self, submission: Submission) -> SafeString | str:
+        if not submission.overlay:
+            return "—"
+        return _image_link(
+            reverse("detection:submission-overlay", kwargs={"submission_id": submission.pk}),
+            height=320,
+        )
+
+    @admin.action(description="Re-run analysis", permissions=["change"])
+    def rerun_analysis(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        count = 0
+        for submission in queryset:
+            services.submission_reanalyze(submission=submission)
+            count += 1
+        self.message_user(request, f"Re-queued {count} submission(s) for analysis.")
+
+    @admin.action(description="Reopen review case", permissions=["reopen"])
+    def reopen_case(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        without_case = queryset.filter(review_case__isnull=True).count()
+        if without_case:
+            self.message_user(
+                request,
+                f"{without_case} submission(s) have no review case to reopen.",
+                messages.WARNING,
+            )
+        reopen_decided_cases(self, request, ReviewCase.objects.filter(submission__in=queryset))
+
+
+def reopen_decided_cases(
+    model_admin: admin.ModelAdmin, request: HttpRequest, cases: QuerySet[ReviewCase]
+) -> None:
+    """Shared by the submission and review-case admins: reopen each decided case."""
+    user = request.user
+    if not isinstance(user, User):
+        raise PermissionDenied
+    reopened, skipped = 0, 0
+    for case in cases:
+        try:
+            moderation_services.review_case_reopen(case=case, user=user)
+            reopened += 1
+        except ValidationError:
+            skipped += 1
+    if reopened:
+        model_admin.message_user(request, f"Reopened {reopened} case(s).", messages.SUCCESS)
+    if skipped:
+        model_admin.message_user(
+            request, f"Skipped {skipped} case(s) that were not decided.", messages.WARNING
+        )

@@ -1,0 +1,364 @@
+"""Moderator pages: the queue, next case, the case page, bulk decisions, the log and metrics.
+
+Every view is for moderators and staff only (`reviewer_required`); views parse input, call
+one service or selector, and render or redirect.
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from moderation import selectors, services
+from moderation.forms import (
+    BulkDecisionForm,
+    DecisionForm,
+    DecisionLogFilterForm,
+    QueueFilterForm,
+    ReleaseForm,
+)
+from moderation.models import Decision, ReviewCase, ReviewEvent
+
+PAGE_SIZE = 25
+LOG_PAGE_SIZE = 50
+METRICS_WINDOWS = (7, 30, 90)
+
+# One list drives the key handlers (data-shortcut attributes) and the legend on the page.
+CASE_SHORTCUTS = [
+    ("c", "Confirm manipulated"),
+    ("a", "Mark authentic"),
+    ("e", "Escalate to staff"),
+    ("r", "Release back to the queue"),
+    ("n", "Next case"),
+    ("b", "Blur or unblur images"),
+    ("/", "Write a note"),
+    ("Esc", "Leave the note field"),
+]
+QUEUE_SHORTCUTS = [("n", "Next case"), ("b", "Blur or unblur thumbnails")]
+
+View = Callable[..., HttpResponseBase]
+
+
+def reviewer_required(view: View) -> View:
+    """Anonymous visitors go to the log-in page; signed-in non-moderators get 403."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not selectors.user_is_reviewer(user=request.user):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _reviewer(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User) or not selectors.user_is_reviewer(user=user):
+        raise PermissionDenied
+    return user
+
+
+def _get_case_for_reviewer(request: HttpRequest, case_id: uuid.UUID) -> ReviewCase:
+    _reviewer(request)
+    case = selectors.review_case_get(case_id=case_id)
+    if case is None:
+        raise Http404("No such case.")
+    return case
+
+
+@require_GET
+@reviewer_required
+def queue(request: HttpRequest) -> HttpResponse:
+    user = _reviewer(request)
+    services.review_case_expire_leases()
+    now = timezone.now()
+    form = QueueFilterForm(request.GET or None)
+    cases = selectors.review_case_queue(filters=form.filters(), user=user, now=now)
+    page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
+    filters_query = form.querystring()
+    return render(
+        request,
+        "moderation/queue.html",
+        {
+            "form": form,
+            "page": page,
+            "counts": selectors.review_case_counts(now=now),
+            "filters_query": filters_query,
+            "bulk_form": BulkDecisionForm(initial={"filters": filters_query}),
+            "decisions": Decision.choices,
+            "shortcuts": QUEUE_SHORTCUTS,
+            "now": now,
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+@reviewer_required
+def next_case(request: HttpRequest) -> HttpResponse:
+    return _open_next_case(request, _reviewer(request))
+
+
+@require_GET
+@reviewer_required
+def case_detail(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
+    services.review_case_expire_leases()
+    case = _get_case_for_reviewer(request, case_id)
+    return _render_case(request, case, DecisionForm(case=case), ReleaseForm())
+
+
+@require_POST
+@reviewer_required
+def case_claim(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
+    user = _reviewer(request)
+    case = _get_case_for_reviewer(request, case_id)
+    try:
+        services.review_case_claim(case=case, user=user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    return redirect("moderation:case-detail", case_id=case.pk)
+
+
+@require_POST
+@reviewer_required
+def case_decide(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
+    """Decide, then open the next case: reviewing is a stream, not a round trip."""
+    user = _reviewer(request)
+    case = _get_case_for_reviewer(request, case_id)
+    form = DecisionForm(request.POST, case=case)
+    if form.is_valid():
+        decision = Decision(form.cleaned_data["decision"])
+        try:
+            services.review_case_decide(
+                case=case, user=user, decision=decision, note=form.cleaned_data["note"]
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"{decision.label}: {case.submission}.")
+            return _open_next_case(request, user)
+    return _render_case(request, case, form, ReleaseForm(), status=400)
+
+
+@require_POST
+@reviewer_required
+def case_release(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
+    user = _reviewer(request)
+    case = _get_case_for_reviewer(request, case_id)
+    form = ReleaseForm(request.POST)
+    if form.is_valid():
+        try:
+            services.review_case_release(case=case, user=user, note=form.cleaned_data["note"])
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, "Case released back to the queue.")
+            return redirect("moderation:queue")
+    return _render_case(request, case, DecisionForm(case=case), form, status=400)
+
+
+@require_POST
+@reviewer_required
+def bulk_decide(request: HttpRequest) -> HttpResponse:
+    user = _reviewer(request)
+    form = BulkDecisionForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, str(error))
+        return _redirect_to_queue(QueueFilterForm(request.GET).querystring())
+    decision = Decision(form.cleaned_data["decision"])
+    result = services.review_case_decide_bulk(
+        cases=form.cleaned_data["cases"],
+        user=user,
+        decision=decision,
+        note=form.cleaned_data["note"],
+    )
+    if result.decided:
+        messages.success(request, f"{decision.label}: {len(result.decided)} case(s).")
+    for case, reason in result.refused:
+        messages.warning(request, f"Skipped {case.submission}: {reason}")
+    return _redirect_to_queue(form.queue_querystring())
+
+
+@require_GET
+@reviewer_required
+def decision_log(request: HttpRequest) -> HttpResponse:
+    form = DecisionLogFilterForm(request.GET or None)
+    events = selectors.review_event_decision_log(filters=form.filters())
+    page = Paginator(events, LOG_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "moderation/decision_log.html",
+        {"form": form, "page": page, "filters_query": query.urlencode()},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_GET
+@reviewer_required
+def decision_log_csv(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    form = DecisionLogFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return HttpResponseBadRequest(
+            "Invalid filters: "
+            + "; ".join(str(e) for errors in form.errors.values() for e in errors),
+            content_type="text/plain; charset=utf-8",
+        )
+    events = selectors.review_event_decision_log(filters=form.filters())
+    response = StreamingHttpResponse(
+        _csv_lines(events.iterator(chunk_size=500)), content_type="text/csv; charset=utf-8"
+    )
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="decision-log-{stamp}.csv"'
+    return response
+
+
+@require_GET
+@reviewer_required
+def metrics(request: HttpRequest) -> HttpResponse:
+    requested = request.GET.get("days", "")
+    days = int(requested) if requested in {str(window) for window in METRICS_WINDOWS} else 30
+    return render(
+        request,
+        "moderation/metrics.html",
+        {"metrics": selectors.moderation_metrics(days=days), "windows": METRICS_WINDOWS},
+    )
+
+
+CSV_HEADER = [
+    "time",
+    "decision",
+    "moderator",
+    "note",
+    "case",
+    "submission",
+    "sha256",
+    "uploader",
+    "model_band",
+    "fake_probability",
+    "case_state_now",
+]
+
+
+class _Echo:
+    """The file-like object csv.writer needs; each row comes back as a string to stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(events: Iterator[ReviewEvent]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_HEADER)
+    for event in events:
+        case = event.case
+        yield writer.writerow(
+            [
+                timezone.localtime(event.created_at).isoformat(),
+                event.kind,
+                event.actor.get_username() if event.actor else "",
+                _spreadsheet_safe(event.note),
+                str(case.pk),
+                str(case.submission_id),
+                case.submission.sha256,
+                _spreadsheet_safe(case.submission.uploader.get_username()),
+                case.band,
+                f"{case.fake_probability:.4f}",
+                case.state,
+            ]
+        )
+
+
+def _spreadsheet_safe(text: str) -> str:
+    # Free text that starts like a formula would run as one when the CSV is opened in a
+    # spreadsheet (CSV injection); a leading apostrophe makes it inert text.
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+def _open_next_case(request: HttpRequest, user: User) -> HttpResponse:
+    case = services.review_case_claim_next(user=user)
+    if case is None:
+        messages.info(request, "The queue is empty: no case is waiting for you.")
+        return redirect("moderation:queue")
+    return redirect("moderation:case-detail", case_id=case.pk)
+
+
+def _redirect_to_queue(querystring: str) -> HttpResponse:
+    url = reverse("moderation:queue")
+    return redirect(f"{url}?{querystring}" if querystring else url)
+
+
+def _render_case(
+    request: HttpRequest,
+    case: ReviewCase,
+    decision_form: DecisionForm,
+    release_form: ReleaseForm,
+    status: int = 200,
+) -> HttpResponse:
+    user = _reviewer(request)
+    now = timezone.now()
+    submission = case.submission
+    actions = [
+        {
+            "decision": decision,
+            "label": label,
+            "shortcut": shortcut,
+            "style": style,
+            "needs_note": selectors.review_case_note_required(band=case.band, decision=decision),
+            "refusal": selectors.review_case_refusal(
+                case=case, user=user, decision=decision, now=now
+            ),
+        }
+        for decision, label, shortcut, style in (
+            (Decision.CONFIRM, "Confirm manipulated", "c", "danger"),
+            (Decision.CLEAR, "Mark authentic", "a", "success"),
+            (Decision.ESCALATE, "Escalate to staff", "e", "warn"),
+        )
+    ]
+    return render(
+        request,
+        "moderation/case_detail.html",
+        {
+            "case": case,
+            "submission": submission,
+            "faces": submission.faces.order_by("index"),
+            "lease_active": case.lease_active(now),
+            "held_by_me": case.lease_active(now) and case.claimed_by_id == user.pk,
+            "actions": actions,
+            "decision_form": decision_form,
+            "release_form": release_form,
+            "other_submissions": selectors.uploader_other_submissions(case=case),
+            "same_image": selectors.review_case_same_image_decisions(case=case),
+            "events": selectors.review_case_events(case=case),
+            "shortcuts": CASE_SHORTCUTS,
+        },
+        status=status,
+    )
