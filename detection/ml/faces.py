@@ -189,13 +189,13 @@ class FaceDetector:
             ],
             dim=2,
         )
-        boxes = bbreg(boxes, regression).cpu().numpy()
-        points_array = points.cpu().numpy()
-        if not len(boxes):
-            return boxes, points_array
+        final: np.ndarray = bbreg(boxes, regression).cpu().numpy()
+        points_array: np.ndarray = points.cpu().numpy()
+        if not len(final):
+            return final, points_array
         # facenet's final suppression uses the "Min" overlap, which torchvision lacks.
-        keep_min = nms_numpy(boxes[:, :4], boxes[:, 4], 0.7, "Min")
-        return boxes[keep_min], points_array[keep_min]
+        keep_min = nms_numpy(final[:, :4], final[:, 4], 0.7, "Min")
+        return final[keep_min], points_array[keep_min]
 
 
 def _tensor(image: Image.Image, device: torch.device) -> torch.Tensor:

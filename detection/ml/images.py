@@ -77,4 +77,4 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     elif image.mode == "F" and values.max(initial=0.0) <= 1.0:
         values = values * 255.0
     gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    return Image.fromarray(gray, mode="L").convert("RGB")
+    return Image.fromarray(gray).convert("RGB")

@@ -37,11 +37,11 @@ def heatmap_overlay(crop: np.ndarray, cam: np.ndarray) -> Image.Image:
     photo = np.clip(crop.transpose(1, 2, 0), 0, 255) / 255.0
     blended = (1 - _HEATMAP_WEIGHT) * (jet(cam) / 255.0) + _HEATMAP_WEIGHT * photo
     blended = blended / max(float(blended.max()), 1e-7)
-    return Image.fromarray(np.uint8(np.rint(255 * blended)), mode="RGB")
+    return Image.fromarray(np.rint(255 * blended).astype(np.uint8))
 
 
 def crop_image(crop: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.uint8(np.clip(np.rint(crop.transpose(1, 2, 0)), 0, 255)), "RGB")
+    return Image.fromarray(np.clip(np.rint(crop.transpose(1, 2, 0)), 0, 255).astype(np.uint8))
 
 
 def annotated_image(image: Image.Image, faces: Sequence[FaceLabel]) -> Image.Image:

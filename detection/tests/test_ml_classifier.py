@@ -1,0 +1,172 @@
+"""Checkpoints: both formats load, every defect is named, the model card is honoured."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from detection.ml.classifier import (
+    CheckpointError,
+    FaceClassifier,
+    LoadedCheckpoint,
+    load_checkpoint,
+    model_card_path,
+    verify_checkpoint,
+)
+from detection.ml.seed import SeedPipeline
+
+
+@pytest.fixture(scope="module")
+def demo(demo_checkpoint: Path) -> LoadedCheckpoint:
+    return load_checkpoint(demo_checkpoint)
+
+
+def _save(path: Path, payload: object) -> Path:
+    torch.save(payload, path)
+    return path
+
+
+def test_published_format_loads_with_its_model_card(demo: LoadedCheckpoint) -> None:
+    assert len(demo.state_dict) == 716
+    assert demo.card["trained"] is False
+    info = demo.model_info(flag_threshold=0.5, uncertain_threshold=0.3)
+    assert info.trained is False
+    assert info.input_size == 256
+    assert info.name.startswith("demo-untrained")
+
+
+def test_bare_state_dict_loads_too(demo: LoadedCheckpoint, tmp_path: Path) -> None:
+    bare = _save(tmp_path / "bare.pth", demo.state_dict)
+    loaded = verify_checkpoint(bare)
+    assert loaded.state_dict.keys() == demo.state_dict.keys()
+    # No card beside it: nothing claims the weights were trained.
+    assert loaded.model_info(flag_threshold=0.5, uncertain_threshold=0.3).trained is False
+
+
+def test_model_version_is_the_files_short_sha256(demo: LoadedCheckpoint) -> None:
+    digest = hashlib.sha256(demo.path.read_bytes()).hexdigest()
+    assert demo.version == digest[:12]
+
+
+def test_missing_checkpoint_names_the_path_and_the_remedy(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nowhere\.pth.*fetch_model"):
+        load_checkpoint(tmp_path / "nowhere.pth")
+
+
+def test_corrupted_checkpoint_is_reported_unreadable(demo_checkpoint: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.pth"
+    with demo_checkpoint.open("rb") as source:
+        truncated.write_bytes(source.read(1 << 20))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00not a checkpoint" * 100)
+    for path in (truncated, garbage):
+        with pytest.raises(CheckpointError, match="is not a readable PyTorch checkpoint"):
+            load_checkpoint(path)
+
+
+def test_wrong_shape_checkpoint_names_the_mismatched_tensor(
+    demo: LoadedCheckpoint, tmp_path: Path
+) -> None:
+    weights = dict(demo.state_dict)
+    weights["logits.weight"] = torch.zeros(2, 512)  # a two-class head
+    weights["logits.bias"] = torch.zeros(2)
+    path = _save(tmp_path / "two_class.pth", {"model_state_dict": weights})
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "shape mismatches" in message
+    assert "logits.weight (2, 512) != expected (1, 512)" in message
+    assert "logits.bias (2,) != expected (1,)" in message
+
+
+def test_missing_and_unexpected_keys_are_named(demo: LoadedCheckpoint, tmp_path: Path) -> None:
+    weights = dict(demo.state_dict)
+    del weights["last_bn.running_var"]
+    weights["classifier.extra"] = torch.zeros(3)
+    path = _save(tmp_path / "odd.pth", weights)
+    with pytest.raises(CheckpointError, match=r"missing keys: last_bn\.running_var") as error:
+        load_checkpoint(path)
+    assert "unexpected keys: classifier.extra" in str(error.value)
+
+
+def test_checkpoint_without_tensors_is_refused(tmp_path: Path) -> None:
+    path = _save(tmp_path / "empty.pth", {"model_state_dict": {}, "epoch": 3})
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        load_checkpoint(path)
+
+
+def test_model_card_thresholds_and_calibration_are_used(
+    demo_checkpoint: Path, demo: LoadedCheckpoint, tmp_path: Path, calibration_crops: torch.Tensor
+) -> None:
+    calibrated = tmp_path / "calibrated.pth"
+    shutil.copyfile(demo_checkpoint, calibrated)
+    card = {
+        "name": "calibrated",
+        "trained": True,
+        "input_size": 256,
+        "thresholds": {"flag": 0.8, "uncertain": 0.6},
+        "calibration": {"temperature": 2.0},
+    }
+    model_card_path(calibrated).write_text(json.dumps(card))
+    loaded = load_checkpoint(calibrated)
+    info = loaded.model_info(flag_threshold=0.5, uncertain_threshold=0.3)
+    assert (info.flag_threshold, info.uncertain_threshold, info.trained) == (0.8, 0.6, True)
+
+    cpu = torch.device("cpu")
+    plain = FaceClassifier(demo.state_dict, input_size=256, temperature=1.0, device=cpu)
+    scaled = FaceClassifier(
+        loaded.state_dict, input_size=256, temperature=loaded.temperature, device=cpu
+    )
+    logits = plain.classify(calibration_crops[:2]).logits
+    expected = [1 / (1 + math.exp(-logit / 2.0)) for logit in logits]
+    assert scaled.classify(calibration_crops[:2]).probabilities == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("card", "problem"),
+    [
+        ("{not json", "not readable JSON"),
+        ('{"thresholds": {"flag": 0.2, "uncertain": 0.6}}', "uncertain <= flag"),
+        ('{"input_size": "big"}', "input_size"),
+        ('{"calibration": {"temperature": 0}}', "temperature"),
+        ('{"trained": "yes"}', "trained must be true or false"),
+    ],
+)
+def test_invalid_model_card_is_refused(
+    demo_checkpoint: Path, tmp_path: Path, card: str, problem: str
+) -> None:
+    checkpoint = tmp_path / "model.pth"
+    checkpoint.symlink_to(demo_checkpoint)
+    model_card_path(checkpoint).write_text(card)
+    with pytest.raises(CheckpointError, match=problem):
+        load_checkpoint(checkpoint)
+
+
+def test_demo_checkpoint_output_depends_on_the_face(
+    demo: LoadedCheckpoint, calibration_crops: torch.Tensor
+) -> None:
+    classifier = FaceClassifier(
+        demo.state_dict, input_size=256, temperature=1.0, device=torch.device("cpu")
+    )
+    probabilities = classifier.classify(calibration_crops).probabilities
+    assert len(probabilities) >= 3
+    assert np.ptp(probabilities) > 0.1
+
+
+def test_batched_classifier_matches_the_seed_on_the_same_crops(
+    demo: LoadedCheckpoint, calibration_crops: torch.Tensor
+) -> None:
+    classifier = FaceClassifier(
+        demo.state_dict, input_size=256, temperature=1.0, device=torch.device("cpu")
+    )
+    seed = SeedPipeline(demo.state_dict)
+    ours = classifier.classify(calibration_crops).probabilities
+    theirs = [seed.score_crop(crop) for crop in calibration_crops]
+    assert np.abs(ours - np.array(theirs)).max() <= 1e-4
