@@ -17,6 +17,21 @@ from django.db import connection
 
 REPO_ROOT = Path(__file__).resolve().parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOTS_DIR", REPO_ROOT / "test-artifacts" / time.strftime("%Y%m%d-%H%M%S"))
+)
+
+
+def screenshot_folder() -> Path:
+    """Where browser tests save what they saw; the run prints it at the end."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SCREENSHOTS.is_dir():
+        count = len(list(SCREENSHOTS.glob("*.png")))
+        terminalreporter.write_line(f"Browser screenshots ({count}): {SCREENSHOTS}")
 
 
 def require_service(available: bool, what: str) -> None:

@@ -1,0 +1,214 @@
+"""The uploader's and the moderator's journeys in real Chromium, against a real server and worker.
+
+Every page reached is saved as a screenshot in the folder the test run prints at the end.
+With DOCS_SCREENSHOTS=1 the result page and the case page also replace the README's
+pictures in docs/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+
+from conftest import REPO_ROOT, WorkerProcess, require_service, screenshot_folder
+from detection.tests.factories import SubmissionFactory, make_analysed
+from moderation.services import review_case_open
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+SAMPLES = Path(os.environ.get("SAMPLES_DIR", REPO_ROOT.parent / "shared/data/samples"))
+PASSWORD = "journey-passphrase-8472"
+CASE_URL = re.compile(r"/moderation/cases/[0-9a-f-]{36}/$")
+
+if not os.environ.get("CI"):
+    pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    require_service(CHROMIUM.exists(), f"Chromium at {CHROMIUM}")
+    # Playwright drives the browser from an event loop in this thread; the ORM calls the
+    # tests make between steps are still synchronous and safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+class Journey:
+    """One browser context (one person), saving a screenshot of every page it reaches."""
+
+    def __init__(self, browser: Browser, base_url: str, name: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page: Page = self.context.new_page()
+        self.base_url = base_url
+        self.name = name
+        self.shots = 0
+
+    def open(self, path: str) -> Page:
+        self.page.goto(self.base_url + path)
+        return self.page
+
+    def shot(self, label: str) -> Path:
+        self.shots += 1
+        path = screenshot_folder() / f"{self.name}-{self.shots:02d}-{label}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def log_in(self, username: str) -> None:
+        self.open("/accounts/login/")
+        self.page.fill("#id_username", username)
+        self.page.fill("#id_password", PASSWORD)
+        self.page.click("button[type=submit]")
+        expect(self.page.locator(".nav-user summary")).to_have_text(username)
+
+
+def keep_for_docs(screenshot: Path, name: str) -> None:
+    if os.environ.get("DOCS_SCREENSHOTS"):
+        docs = REPO_ROOT / "docs"
+        docs.mkdir(exist_ok=True)
+        shutil.copyfile(screenshot, docs / name)
+
+
+@pytest.fixture
+def analysis_worker(start_worker: Callable[..., WorkerProcess], demo_checkpoint: Path) -> None:
+    # Zero thresholds flag every face, so the untrained demo model opens a review case.
+    start_worker(
+        queues="inference,celery",
+        env={
+            "DEEPFAKE_CHECKPOINT": str(demo_checkpoint),
+            "FLAG_THRESHOLD": "0",
+            "UNCERTAIN_THRESHOLD": "0",
+            "TORCH_NUM_THREADS": "1",
+        },
+    )
+
+
+def make_user(username: str, *, moderator: bool = False) -> User:
+    user = User.objects.create_user(username, password=PASSWORD)
+    if moderator:
+        user.groups.add(Group.objects.get(name=settings.MODERATORS_GROUP))
+    return user
+
+
+def test_uploader_signs_up_uploads_and_a_moderator_confirms_the_case(
+    browser: Browser, live_server: Any, analysis_worker: None
+) -> None:
+    uploader = Journey(browser, live_server.url, "uploader")
+    page = uploader.open("/")
+    uploader.shot("home")
+    page.click("text=Sign up")
+    page.fill("#id_username", "newcomer")
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    uploader.shot("sign-up")
+    page.click("button[type=submit]")
+    page.click("nav >> text=Upload")
+    page.set_input_files("input[type=file]", str(SAMPLES / "fake_frame_0.jpg"))
+    expect(page.locator("#chosen-file")).to_contain_text("fake_frame_0.jpg")
+    uploader.shot("upload-chosen")
+    page.click("#upload-button")
+    expect(page).to_have_url(re.compile(r"/submissions/[0-9a-f-]{36}/$"))
+    result_url = page.url
+    uploader.shot("status-live")
+    # A marker on the window survives only if the page is never reloaded.
+    page.evaluate("window.stillTheSamePage = true")
+    expect(page.locator("#face-2")).to_be_visible(timeout=120_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    expect(page.locator("#face-1 img")).to_have_count(2)
+    for image in page.locator(".face img, #overlay-image").all():
+        expect(image).to_have_js_property("complete", True)
+        assert image.evaluate("img => img.naturalWidth") > 0
+    expect(page.locator("#face-1")).to_contain_text("P(fake)")
+    expect(page.locator("#face-1")).to_contain_text("P(real)")
+    expect(page.locator("text=Untrained model")).to_be_visible()
+    keep_for_docs(uploader.shot("result"), "submission-result.png")
+
+    waiting_next = make_analysed(
+        SubmissionFactory(uploader=make_user("second-uploader")),
+        fake_probabilities=(0.05,),
+        verdict="uncertain",
+    )
+    review_case_open(submission=waiting_next)
+    make_user("moderator", moderator=True)
+    moderator = Journey(browser, live_server.url, "moderator")
+    moderator.log_in("moderator")
+    page = moderator.open("/moderation/")
+    expect(page.locator("text=newcomer").first).to_be_visible()
+    moderator.shot("queue")
+    page.keyboard.press("n")
+    expect(page).to_have_url(CASE_URL)
+    first_case_url = page.url
+    expect(page.locator("body")).to_contain_text("newcomer")
+    page.keyboard.press("b")  # unblur to look at the faces
+    expect(page.locator("img[src*='heatmap']").first).to_be_visible()
+    assert page.locator("img[src*='heatmap']").count() == 2
+    keep_for_docs(moderator.shot("case"), "moderation-case.png")
+    page.keyboard.press("/")
+    page.keyboard.type("Blending seams along both jawlines.")
+    page.keyboard.press("Escape")
+    page.keyboard.press("c")
+    page.wait_for_url(lambda url: url != first_case_url and CASE_URL.search(url) is not None)
+    expect(page.locator("body")).to_contain_text("second-uploader")
+    moderator.shot("next-case")
+
+    page = uploader.open(result_url.removeprefix(live_server.url))
+    expect(page.locator("#moderation-outcome")).to_have_text("confirmed manipulated")
+    uploader.shot("outcome")
+
+
+def test_uploader_gets_not_found_for_another_users_submission_and_no_queue(
+    browser: Browser, live_server: Any
+) -> None:
+    owner = make_user("owner")
+    submission = SubmissionFactory(uploader=owner)
+    make_user("nosy")
+    nosy = Journey(browser, live_server.url, "nosy")
+    nosy.log_in("nosy")
+    response = nosy.page.goto(f"{live_server.url}/submissions/{submission.id}/")
+    assert response is not None and response.status == 404
+    expect(nosy.page.locator("h1")).to_have_text("Not found")
+    nosy.shot("not-found")
+    expect(nosy.page.locator("nav >> text=Moderation")).to_have_count(0)
+    response = nosy.page.goto(f"{live_server.url}/moderation/")
+    assert response is not None and response.status == 403
+    expect(nosy.page.locator("h1")).to_have_text("Not allowed")
+    nosy.shot("queue-forbidden")
+
+
+def test_rejected_file_shows_its_error_next_to_the_form(
+    browser: Browser, live_server: Any, tmp_path: Path
+) -> None:
+    make_user("careless")
+    journey = Journey(browser, live_server.url, "rejected")
+    journey.log_in("careless")
+    page = journey.open("/upload/")
+    not_an_image = tmp_path / "holiday.jpg"
+    not_an_image.write_bytes(b"%PDF-1.7 this is a document, not a photo")
+    page.set_input_files("input[type=file]", str(not_an_image))
+    page.click("#upload-button")
+    errors = page.locator("#upload-errors")
+    expect(errors).to_contain_text("not a JPEG, PNG or WebP image")
+    expect(page.locator("#upload-form")).to_be_visible()
+    journey.shot("rejected")
