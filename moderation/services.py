@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -100,12 +100,14 @@ def review_case_expire_leases(*, now: datetime | None = None) -> int:
                 pk=case_id, claimed_by_id=holder_id, lease_expires_at=expires_at
             ).update(claimed_by=None, lease_expires_at=None)
             if updated:
-                # Dated when the lease ran out, which is when the case really went back.
+                # Written when noticed, like every event, so the trail stays in time order;
+                # the note keeps when the lease really ran out.
                 ReviewEvent.objects.create(
                     case_id=case_id,
                     kind=ReviewEvent.Kind.LEASE_EXPIRED,
                     actor_id=holder_id,
-                    created_at=cast("datetime", expires_at),
+                    note=f"Lease ran out at {expires_at:%Y-%m-%d %H:%M:%S %Z}.",
+                    created_at=now,
                 )
                 released += 1
     return released

@@ -7,12 +7,13 @@ import io
 from typing import Any
 
 import factory
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image
 
 from detection.models import Face, Submission
+from moderation.permissions import REVIEW_CASES
 
 
 def png_file(
@@ -21,6 +22,16 @@ def png_file(
     buffer = io.BytesIO()
     Image.new("RGB", (size, size), color).save(buffer, format="PNG")
     return ContentFile(buffer.getvalue(), name=name)
+
+
+def moderators_group() -> Group:
+    """The group migration 0001 creates; rebuilt if a transactional test flushed it."""
+    group, _ = Group.objects.get_or_create(name="moderators")
+    app_label, codename = REVIEW_CASES.split(".")
+    group.permissions.add(
+        Permission.objects.get(content_type__app_label=app_label, codename=codename)
+    )
+    return group
 
 
 class UserFactory(factory.django.DjangoModelFactory[User]):
@@ -38,7 +49,7 @@ class ModeratorFactory(UserFactory):
     @factory.post_generation
     def join_moderators(user: User, create: bool, extracted: Any, **kwargs: Any) -> None:
         if create:
-            user.groups.add(Group.objects.get(name="moderators"))
+            user.groups.add(moderators_group())
 
 
 class StaffFactory(UserFactory):

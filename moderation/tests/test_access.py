@@ -1,7 +1,8 @@
-"""Every moderation URL × every kind of visitor: anonymous, uploader, moderator, staff."""
+"""Every moderation URL, for every kind of visitor: anonymous, uploader, moderator, staff."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -100,7 +101,9 @@ def test_get_is_refused_on_actions_that_change_state(
             assert client.get(reverse(route.name, kwargs=kwargs)).status_code == 405
 
 
-def test_actions_require_the_csrf_token(moderator: User, make_case: Callable[..., ReviewCase]) -> None:
+def test_actions_require_the_csrf_token(
+    moderator: User, make_case: Callable[..., ReviewCase]
+) -> None:
     case = make_case()
     client = Client(enforce_csrf_checks=True)
     client.force_login(moderator)
@@ -114,7 +117,7 @@ def test_actions_require_the_csrf_token(moderator: User, make_case: Callable[...
 
 def test_unknown_case_is_404_for_a_moderator(client: Client, moderator: User) -> None:
     client.force_login(moderator)
-    url = reverse("moderation:case-detail", kwargs={"case_id": "00000000-0000-0000-0000-000000000000"})
+    url = reverse("moderation:case-detail", kwargs={"case_id": uuid.uuid4()})
     assert client.get(url).status_code == 404
 
 
