@@ -18,8 +18,11 @@ install: $(STAMP)
 .env:
 	sed "s|^SECRET_KEY=.*|SECRET_KEY=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')|" .env.example > .env
 
+# The shipped model is the default; an untrained demo model is made only if it is missing.
 run: install .env
 	$(PY) manage.py migrate --noinput
+	test -f "$$($(PY) manage.py shell -c 'from django.conf import settings; print(settings.DEEPFAKE_CHECKPOINT)')" \
+		|| $(PY) manage.py make_demo_checkpoint
 	$(PY) manage.py create_demo_accounts
 	@echo
 	@echo "  Faceproof is starting at http://127.0.0.1:$(PORT)/  (Ctrl-C stops web and worker)"

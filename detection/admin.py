@@ -42,6 +42,11 @@ def _image_link(url: str, height: int = 96) -> SafeString:
     )
 
 
+def _face_image(face: Face, url_name: str, height: int = 96) -> SafeString:
+    url = reverse(url_name, kwargs={"submission_id": face.submission_id, "index": face.index})
+    return _image_link(url, height=height)
+
+
 class FaceInline(admin.TabularInline):
     model = Face
     extra = 0
@@ -62,21 +67,11 @@ class FaceInline(admin.TabularInline):
 
     @admin.display(description="Crop")
     def crop_preview(self, face: Face) -> SafeString:
-        return _image_link(
-            reverse(
-                "detection:face-crop",
-                kwargs={"submission_id": face.submission_id, "index": face.index},
-            )
-        )
+        return _face_image(face, "detection:face-crop")
 
     @admin.display(description="Heatmap")
     def heatmap_preview(self, face: Face) -> SafeString:
-        return _image_link(
-            reverse(
-                "detection:face-heatmap",
-                kwargs={"submission_id": face.submission_id, "index": face.index},
-            )
-        )
+        return _face_image(face, "detection:face-heatmap")
 
 
 @admin.register(Submission)
@@ -130,6 +125,13 @@ class SubmissionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
+        # A save here would write back a stale copy over what the worker is storing.
+        return False
+
+    def has_rerun_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("detection.change_submission")
+
     def has_reopen_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(REVIEW_CASES)
 
@@ -155,7 +157,7 @@ class SubmissionAdmin(admin.ModelAdmin):
             height=320,
         )
 
-    @admin.action(description="Re-run analysis", permissions=["change"])
+    @admin.action(description="Re-run analysis", permissions=["rerun"])
     def rerun_analysis(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
         count = 0
         for submission in queryset:
@@ -173,6 +175,49 @@ class SubmissionAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
         reopen_decided_cases(self, request, ReviewCase.objects.filter(submission__in=queryset))
+
+
+@admin.register(Face)
+class FaceAdmin(admin.ModelAdmin):
+    list_display = (
+        "crop_preview",
+        "heatmap_preview",
+        "submission_link",
+        "index",
+        "fake_probability",
+        "detection_probability",
+    )
+    list_filter = ("submission__verdict", "submission__model_version")
+    search_fields = ("submission__uploader__username", "=submission__sha256")
+    list_select_related = ("submission",)
+    fields = readonly_fields = (
+        "submission_link",
+        "index",
+        "crop_preview",
+        "heatmap_preview",
+        "fake_probability",
+        "detection_probability",
+        "box",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Face | None = None) -> bool:
+        return False
+
+    @admin.display(description="Crop")
+    def crop_preview(self, face: Face) -> SafeString:
+        return _face_image(face, "detection:face-crop", height=48)
+
+    @admin.display(description="Heatmap")
+    def heatmap_preview(self, face: Face) -> SafeString:
+        return _face_image(face, "detection:face-heatmap", height=48)
+
+    @admin.display(description="Submission", ordering="submission__original_filename")
+    def submission_link(self, face: Face) -> SafeString:
+        url = reverse("admin:detection_submission_change", args=[face.submission_id])
+        return format_html('<a href="{}">{}</a>', url, face.submission.original_filename)
 
 
 def reopen_decided_cases(

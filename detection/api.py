@@ -89,12 +89,6 @@ class FaceSerializer(serializers.ModelSerializer[Face]):
         return self.context["request"].build_absolute_uri(path)
 
 
-class OutcomeSerializer(serializers.Serializer[Any]):
-    state = serializers.CharField()
-    label = serializers.CharField()
-    decided_at = serializers.DateTimeField(allow_null=True)
-
-
 class SubmissionSerializer(serializers.ModelSerializer[Submission]):
     url = serializers.SerializerMethodField()
     faces = serializers.SerializerMethodField()
@@ -138,7 +132,7 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
     def get_faces(self, submission: Submission) -> list[dict[str, Any]]:
         if not submission.is_final:
             return []
-        return FaceSerializer(submission.faces.all(), many=True, context=self.context).data
+        return list(FaceSerializer(submission.faces.all(), many=True, context=self.context).data)
 
     def get_overlay_url(self, submission: Submission) -> str | None:
         if not submission.overlay:
@@ -170,10 +164,29 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
             ),
         }
 
-    @extend_schema_field(OutcomeSerializer(allow_null=True))
+    @extend_schema_field(
+        inline_serializer(
+            "ModerationOutcome",
+            {
+                "state": serializers.ChoiceField(
+                    choices=["pending_review", "confirmed_manipulated", "cleared"]
+                ),
+                "label": serializers.CharField(),
+                "decided_at": serializers.DateTimeField(allow_null=True),
+            },
+            allow_null=True,
+        )
+    )
     def get_moderation(self, submission: Submission) -> dict[str, Any] | None:
         outcome = submission_outcome(submission=submission)
-        return OutcomeSerializer(outcome).data if outcome else None
+        if outcome is None:
+            return None
+        decided_at = outcome.decided_at
+        return {
+            "state": outcome.state,
+            "label": outcome.label,
+            "decided_at": decided_at.isoformat() if decided_at else None,
+        }
 
     def get_queue_position(self, submission: Submission) -> int | None:
         if submission.status != Submission.Status.QUEUED:

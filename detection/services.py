@@ -190,7 +190,7 @@ def _analyze(submission: Submission) -> AnalysisResult:
     from detection.ml.pipeline import get_analyzer
     from detection.pipeline_config import pipeline_config_from_settings
 
-    with default_storage.open(submission.image.name, "rb") as stored:
+    with submission.image.open("rb") as stored:
         data = stored.read()
     return get_analyzer(pipeline_config_from_settings()).analyze(data)
 
@@ -208,20 +208,19 @@ def _store_result(*, submission_id: uuid.UUID, task_id: str, result: AnalysisRes
             _delete_files(face.crop.name, face.heatmap.name)
         submission.faces.all().delete()
         folder = _folder(submission)
-        for face in result.faces:
+        for detected in result.faces:
+            prefix = f"{folder}/faces/{detected.index}"
             Face.objects.create(
                 submission=submission,
-                index=face.index,
-                box_x1=face.box[0],
-                box_y1=face.box[1],
-                box_x2=face.box[2],
-                box_y2=face.box[3],
-                detection_probability=face.detection_probability,
-                fake_probability=face.fake_probability,
-                crop=_replace_file(f"{folder}/faces/{face.index}-crop.png", _png(face.crop)),
-                heatmap=_replace_file(
-                    f"{folder}/faces/{face.index}-heatmap.png", _png(face.heatmap)
-                ),
+                index=detected.index,
+                box_x1=detected.box[0],
+                box_y1=detected.box[1],
+                box_x2=detected.box[2],
+                box_y2=detected.box[3],
+                detection_probability=detected.detection_probability,
+                fake_probability=detected.fake_probability,
+                crop=_replace_file(f"{prefix}-crop.png", _png(detected.crop)),
+                heatmap=_replace_file(f"{prefix}-heatmap.png", _png(detected.heatmap)),
             )
         submission.overlay.name = _replace_file(f"{folder}/overlay.jpg", _jpeg(result.overlay))
         submission.status = (
@@ -252,7 +251,8 @@ def _store_upload_files(submission: Submission, image: ValidatedImage) -> list[s
 def _enqueue_analysis_on_commit(submission: Submission) -> None:
     from detection.tasks import analyze_submission
 
-    analyze_submission.delay_on_commit(str(submission.id))
+    # celery-types does not know delay_on_commit (Celery 5.4+) yet.
+    analyze_submission.delay_on_commit(str(submission.id))  # type: ignore[attr-defined]
 
 
 def _folder(submission: Submission) -> str:
@@ -265,7 +265,7 @@ def _replace_file(name: str, data: bytes) -> str:
     return default_storage.save(name, ContentFile(data))
 
 
-def _delete_files(*names: str) -> None:
+def _delete_files(*names: str | None) -> None:
     for name in names:
         if name and default_storage.exists(name):
             default_storage.delete(name)

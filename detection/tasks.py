@@ -26,7 +26,7 @@ from detection import services
 )
 def analyze_submission(self: Task, submission_id: str) -> None:
     try:
-        services.analysis_run(submission_id=uuid.UUID(submission_id), task_id=self.request.id)
+        services.analysis_run(submission_id=uuid.UUID(submission_id), task_id=str(self.request.id))
     except services.RetryableAnalysisError as error:
         raise self.retry(exc=error, countdown=settings.ANALYSIS_RETRY_DELAY_SECONDS) from error
 

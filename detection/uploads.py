@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import HttpRequest
 
 
 class LimitedUploadHandler(FileUploadHandler):
@@ -13,7 +14,7 @@ class LimitedUploadHandler(FileUploadHandler):
     view can answer with a clear message instead of a bare missing-file error.
     """
 
-    def __init__(self, request: object = None) -> None:
+    def __init__(self, request: HttpRequest | None = None) -> None:
         super().__init__(request)
         self.received = 0
 

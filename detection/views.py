@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
@@ -29,6 +30,12 @@ from detection.validation import UploadRejected
 from moderation.selectors import submission_outcome
 
 MediaView = Callable[..., HttpResponseBase]
+
+
+class SignedInRequest(HttpRequest):
+    """What a view behind login_required receives."""
+
+    user: User
 
 
 def login_or_token_required(view: MediaView) -> MediaView:
@@ -57,7 +64,7 @@ def _get_submission_for_user(request: HttpRequest, submission_id: uuid.UUID) -> 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def upload(request: HttpRequest) -> HttpResponse:
+def upload(request: SignedInRequest) -> HttpResponse:
     if request.method == "POST":
         form = UploadForm(
             request.POST, request.FILES, upload_too_large=upload_was_too_large(request)
@@ -95,7 +102,7 @@ def submission_status(request: HttpRequest, submission_id: uuid.UUID) -> HttpRes
 
 @login_required
 @require_GET
-def submission_list(request: HttpRequest) -> HttpResponse:
+def submission_list(request: SignedInRequest) -> HttpResponse:
     filters = SubmissionFilterForm(request.GET or None)
     cleaned = filters.cleaned_data if filters.is_valid() else {}
     submissions = selectors.submission_list_for_user(
@@ -113,7 +120,7 @@ def submission_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def api_token(request: HttpRequest) -> HttpResponse:
+def api_token(request: SignedInRequest) -> HttpResponse:
     """Create or rotate the user's API token; the key is shown only right after it changes."""
     new_key = None
     if request.method == "POST":
@@ -161,7 +168,7 @@ def _get_face(request: HttpRequest, submission_id: uuid.UUID, index: int) -> Fac
     return face
 
 
-def _file_response(name: str) -> FileResponse:
+def _file_response(name: str | None) -> FileResponse:
     if not name or not default_storage.exists(name):
         raise Http404("No such file")
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,65 +15,121 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Submission',
+            name="Submission",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('image', models.FileField(max_length=255, upload_to='')),
-                ('thumbnail', models.FileField(max_length=255, upload_to='')),
-                ('original_filename', models.CharField(blank=True, max_length=255)),
-                ('sha256', models.CharField(db_index=True, max_length=64)),
-                ('byte_size', models.PositiveIntegerField()),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('format', models.CharField(max_length=10)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('processing', 'Processing'), ('done', 'Done'), ('no_face', 'No face found'), ('failed', 'Failed')], db_index=True, default='queued', max_length=12)),
-                ('failure_reason', models.TextField(blank=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('claimed_by_task', models.CharField(blank=True, max_length=64)),
-                ('queued_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('model_version', models.CharField(blank=True, max_length=64)),
-                ('model_trained', models.BooleanField(null=True)),
-                ('verdict', models.CharField(blank=True, choices=[('fake', 'Likely manipulated'), ('uncertain', 'Uncertain'), ('real', 'Likely authentic')], db_index=True, max_length=10)),
-                ('fake_probability', models.FloatField(blank=True, null=True)),
-                ('overlay', models.FileField(blank=True, max_length=255, upload_to='')),
-                ('timings_ms', models.JSONField(blank=True, default=dict)),
-                ('uploader', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='submissions', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("image", models.FileField(max_length=255, upload_to="")),
+                ("thumbnail", models.FileField(max_length=255, upload_to="")),
+                ("original_filename", models.CharField(blank=True, max_length=255)),
+                ("sha256", models.CharField(db_index=True, max_length=64)),
+                ("byte_size", models.PositiveIntegerField()),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("format", models.CharField(max_length=10)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("processing", "Processing"),
+                            ("done", "Done"),
+                            ("no_face", "No face found"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("failure_reason", models.TextField(blank=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("claimed_by_task", models.CharField(blank=True, max_length=64)),
+                ("queued_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("model_version", models.CharField(blank=True, max_length=64)),
+                ("model_trained", models.BooleanField(null=True)),
+                (
+                    "verdict",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("fake", "Likely manipulated"),
+                            ("uncertain", "Uncertain"),
+                            ("real", "Likely authentic"),
+                        ],
+                        db_index=True,
+                        max_length=10,
+                    ),
+                ),
+                ("fake_probability", models.FloatField(blank=True, null=True)),
+                ("overlay", models.FileField(blank=True, max_length=255, upload_to="")),
+                ("timings_ms", models.JSONField(blank=True, default=dict)),
+                (
+                    "uploader",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="submissions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-queued_at',),
+                "ordering": ("-queued_at",),
             },
         ),
         migrations.CreateModel(
-            name='Face',
+            name="Face",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('index', models.PositiveSmallIntegerField()),
-                ('box_x1', models.FloatField()),
-                ('box_y1', models.FloatField()),
-                ('box_x2', models.FloatField()),
-                ('box_y2', models.FloatField()),
-                ('detection_probability', models.FloatField()),
-                ('fake_probability', models.FloatField()),
-                ('crop', models.FileField(max_length=255, upload_to='')),
-                ('heatmap', models.FileField(max_length=255, upload_to='')),
-                ('submission', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='faces', to='detection.submission')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("index", models.PositiveSmallIntegerField()),
+                ("box_x1", models.FloatField()),
+                ("box_y1", models.FloatField()),
+                ("box_x2", models.FloatField()),
+                ("box_y2", models.FloatField()),
+                ("detection_probability", models.FloatField()),
+                ("fake_probability", models.FloatField()),
+                ("crop", models.FileField(max_length=255, upload_to="")),
+                ("heatmap", models.FileField(max_length=255, upload_to="")),
+                (
+                    "submission",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="faces",
+                        to="detection.submission",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('submission', 'index'),
+                "ordering": ("submission", "index"),
             },
         ),
         migrations.AddIndex(
-            model_name='submission',
-            index=models.Index(fields=['status', 'queued_at'], name='detection_s_status_980323_idx'),
+            model_name="submission",
+            index=models.Index(
+                fields=["status", "queued_at"], name="detection_s_status_980323_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='submission',
-            constraint=models.UniqueConstraint(fields=('uploader', 'sha256'), name='one_submission_per_uploader_and_image'),
+            model_name="submission",
+            constraint=models.UniqueConstraint(
+                fields=("uploader", "sha256"), name="one_submission_per_uploader_and_image"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='face',
-            constraint=models.UniqueConstraint(fields=('submission', 'index'), name='one_face_per_index'),
+            model_name="face",
+            constraint=models.UniqueConstraint(
+                fields=("submission", "index"), name="one_face_per_index"
+            ),
         ),
     ]

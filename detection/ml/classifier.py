@@ -123,7 +123,12 @@ def _state_dict_from(payload: object, path: Path) -> dict[str, torch.Tensor]:
     not_tensors = sorted(str(k) for k, v in payload.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
         raise CheckpointError(f"{path}: entries that are not tensors: {_listed(not_tensors)}")
-    return {str(key): value for key, value in payload.items()}
+    # Shipped weights are stored in fp16 to halve the file; everything downstream (fused
+    # batch norm, Grad-CAM gradient, the seed re-creation) computes in float32.
+    return {
+        str(key): value.float() if value.is_floating_point() else value
+        for key, value in payload.items()
+    }
 
 
 def _check_against_architecture(state_dict: dict[str, torch.Tensor], path: Path) -> None:
@@ -208,6 +213,17 @@ def build_classifier(state_dict: dict[str, torch.Tensor]) -> InceptionResnetV1:
     return model.eval()
 
 
+def model_input(crops: torch.Tensor, *, input_size: int) -> torch.Tensor:
+    """The seed's preprocessing: bilinear resize of the 0-255 crop, then divide by 255.
+
+    Training uses this same function, so the model learns on exactly what it scores.
+    """
+    resized = F.interpolate(
+        crops.float(), size=(input_size, input_size), mode="bilinear", align_corners=False
+    )
+    return resized / 255.0
+
+
 def cam_layer(model: InceptionResnetV1) -> nn.Module:
     """The seed's Grad-CAM target: the last convolution of block8's second branch."""
     return model.block8.branch1[-1]
@@ -251,14 +267,7 @@ class FaceClassifier:
         self._activations.append(output)
 
     def model_input(self, crops: torch.Tensor) -> torch.Tensor:
-        """The seed's preprocessing: bilinear resize of the 0-255 crop, then divide by 255."""
-        resized = F.interpolate(
-            crops.to(self.device),
-            size=(self.input_size, self.input_size),
-            mode="bilinear",
-            align_corners=False,
-        )
-        return resized / 255.0
+        return model_input(crops.to(self.device), input_size=self.input_size)
 
     def classify(self, crops: torch.Tensor) -> ClassifierOutput:
         """All crops of one image in one batch: (N, 3, 160, 160) values 0-255."""

@@ -28,7 +28,7 @@ def two_face_submission(settings: Any, demo_checkpoint: Path) -> Submission:
     name = default_storage.save(
         "samples/fake_frame_0.jpg", ContentFile((SAMPLES / "fake_frame_0.jpg").read_bytes())
     )
-    return SubmissionFactory(image=name, width=1920, height=1080, format="JPEG")
+    return SubmissionFactory.create(image=name, width=1920, height=1080, format="JPEG")
 
 
 def test_analysis_stores_every_face_its_heatmap_and_the_verdict(
@@ -45,9 +45,9 @@ def test_analysis_stores_every_face_its_heatmap_and_the_verdict(
     assert submission.model_version and submission.model_trained is False
     assert set(submission.timings_ms) >= {"detect", "classify", "total"}
     for face in faces:
-        assert default_storage.open(face.heatmap.name).read(8).startswith(b"\x89PNG")
+        assert face.heatmap.open().read(8).startswith(b"\x89PNG")
         assert 0 <= face.box_x1 < face.box_x2 <= 1920
-    assert default_storage.exists(submission.overlay.name)
+    assert default_storage.exists(str(submission.overlay.name))
 
 
 def test_re_running_an_analysis_replaces_results_instead_of_adding(
@@ -62,7 +62,7 @@ def test_re_running_an_analysis_replaces_results_instead_of_adding(
 
 
 def test_only_one_task_can_hold_a_claim() -> None:
-    submission = SubmissionFactory()
+    submission = SubmissionFactory.create()
     assert services._claim(submission_id=submission.id, task_id="first")
     assert not services._claim(submission_id=submission.id, task_id="second")
     assert services._claim(submission_id=submission.id, task_id="first"), "a redelivery resumes"
@@ -70,7 +70,7 @@ def test_only_one_task_can_hold_a_claim() -> None:
 
 
 def test_submission_that_crashed_its_worker_three_times_is_failed_without_running() -> None:
-    submission = SubmissionFactory(
+    submission = SubmissionFactory.create(
         status=Submission.Status.PROCESSING, claimed_by_task="task-1", attempts=3
     )
     services.analysis_run(submission_id=submission.id, task_id="task-1")
@@ -81,7 +81,7 @@ def test_submission_that_crashed_its_worker_three_times_is_failed_without_runnin
 
 
 def test_analysis_of_a_deleted_submission_does_nothing() -> None:
-    submission = SubmissionFactory()
+    submission = SubmissionFactory.create()
     submission_id = submission.id
     submission.delete()
     services.analysis_run(submission_id=submission_id, task_id="task-1")

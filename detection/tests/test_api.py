@@ -35,7 +35,7 @@ def no_broker() -> Any:
 
 @pytest.fixture
 def api() -> Client:
-    user = UserFactory(username="platform")
+    user = UserFactory.create(username="platform")
     return Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
 
 
@@ -87,7 +87,9 @@ def test_over_the_byte_limit_answers_400_file_too_large(api: Client, settings: A
 
 def test_detail_shows_faces_with_heatmap_urls_and_the_model(api: Client) -> None:
     owner = Token.objects.get().user
-    submission = make_analysed(SubmissionFactory(uploader=owner), fake_probabilities=(0.8, 0.2))
+    submission = make_analysed(
+        SubmissionFactory.create(uploader=owner), fake_probabilities=(0.8, 0.2)
+    )
     body = api.get(reverse("api:submission-detail", args=[submission.id])).json()
     assert body["status"] == "done"
     assert body["verdict"] == "fake"
@@ -105,16 +107,16 @@ def test_detail_shows_faces_with_heatmap_urls_and_the_model(api: Client) -> None
 
 
 def test_another_users_submission_is_404_in_json(api: Client) -> None:
-    response = api.get(reverse("api:submission-detail", args=[SubmissionFactory().id]))
+    response = api.get(reverse("api:submission-detail", args=[SubmissionFactory.create().id]))
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
 
 
 def test_list_holds_only_the_callers_submissions_filtered_by_status(api: Client) -> None:
     owner = Token.objects.get().user
-    make_analysed(SubmissionFactory(uploader=owner))
-    SubmissionFactory(uploader=owner)
-    SubmissionFactory()
+    make_analysed(SubmissionFactory.create(uploader=owner))
+    SubmissionFactory.create(uploader=owner)
+    SubmissionFactory.create()
     body = api.get(reverse("api:submission-list")).json()
     assert body["count"] == 2
     done = api.get(reverse("api:submission-list"), {"status": "done"}).json()
@@ -140,7 +142,7 @@ def test_openapi_schema_and_docs_are_served() -> None:
 
 
 def test_drf_create_token_command_makes_a_working_token(capsys: pytest.CaptureFixture[str]) -> None:
-    UserFactory(username="integrator")
+    UserFactory.create(username="integrator")
     call_command("drf_create_token", "integrator")
     key = Token.objects.get(user__username="integrator").key
     assert key in capsys.readouterr().out

@@ -146,7 +146,7 @@ def test_uploader_signs_up_uploads_and_a_moderator_confirms_the_case(
     keep_for_docs(uploader.shot("result"), "submission-result.png")
 
     waiting_next = make_analysed(
-        SubmissionFactory(uploader=make_user("second-uploader")),
+        SubmissionFactory.create(uploader=make_user("second-uploader")),
         fake_probabilities=(0.05,),
         verdict="uncertain",
     )
@@ -182,7 +182,7 @@ def test_uploader_gets_not_found_for_another_users_submission_and_no_queue(
     browser: Browser, live_server: Any
 ) -> None:
     owner = make_user("owner")
-    submission = SubmissionFactory(uploader=owner)
+    submission = SubmissionFactory.create(uploader=owner)
     make_user("nosy")
     nosy = Journey(browser, live_server.url, "nosy")
     nosy.log_in("nosy")

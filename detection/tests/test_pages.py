@@ -27,7 +27,7 @@ def jpeg(size: tuple[int, int] = (64, 48), color: str = "navy") -> bytes:
 
 @pytest.fixture
 def owner_client(client: Client) -> Client:
-    client.force_login(UserFactory(username="owner"))
+    client.force_login(UserFactory.create(username="owner"))
     return client
 
 
@@ -103,7 +103,7 @@ def test_duplicate_upload_opens_the_existing_submission(owner_client: Client) ->
 def test_status_fragment_shows_the_queue_position(owner_client: Client) -> None:
     owner = User.objects.get(username="owner")
     SubmissionFactory.create_batch(2)
-    mine = SubmissionFactory(uploader=owner)
+    mine = SubmissionFactory.create(uploader=owner)
     fragment = owner_client.get(reverse("detection:submission-status", args=[mine.id])).content
     assert b"2 photos ahead of yours" in fragment
 
@@ -112,7 +112,7 @@ def test_finished_analysis_shows_faces_heatmaps_bars_and_the_untrained_warning(
     owner_client: Client,
 ) -> None:
     submission = make_analysed(
-        SubmissionFactory(uploader=User.objects.get(username="owner")),
+        SubmissionFactory.create(uploader=User.objects.get(username="owner")),
         fake_probabilities=(0.91, 0.12),
     )
     page = owner_client.get(
@@ -128,8 +128,8 @@ def test_finished_analysis_shows_faces_heatmaps_bars_and_the_untrained_warning(
 
 def test_no_face_and_failed_are_explained(owner_client: Client) -> None:
     owner = User.objects.get(username="owner")
-    no_face = make_analysed(SubmissionFactory(uploader=owner), fake_probabilities=())
-    failed = SubmissionFactory(
+    no_face = make_analysed(SubmissionFactory.create(uploader=owner), fake_probabilities=())
+    failed = SubmissionFactory.create(
         uploader=owner, status="failed", failure_reason="The stored image could not be decoded."
     )
     assert (
@@ -141,8 +141,8 @@ def test_no_face_and_failed_are_explained(owner_client: Client) -> None:
 
 
 def test_another_uploader_gets_404_on_the_page_and_every_media_file(client: Client) -> None:
-    submission = make_analysed(SubmissionFactory())
-    client.force_login(UserFactory(username="stranger"))
+    submission = make_analysed(SubmissionFactory.create())
+    client.force_login(UserFactory.create(username="stranger"))
     urls = [
         reverse("detection:submission-detail", args=[submission.id]),
         reverse("detection:submission-status", args=[submission.id]),
@@ -157,21 +157,25 @@ def test_another_uploader_gets_404_on_the_page_and_every_media_file(client: Clie
 
 
 def test_owner_moderator_and_staff_get_media_with_nosniff_and_explicit_type(client: Client) -> None:
-    submission = make_analysed(SubmissionFactory())
-    moderator = UserFactory(username="mod")
+    submission = make_analysed(SubmissionFactory.create())
+    moderator = UserFactory.create(username="mod")
     moderator.groups.add(Group.objects.get(name="moderators"))
     url = reverse("detection:face-heatmap", args=[submission.id, 1])
-    for user in (submission.uploader, moderator, UserFactory(username="boss", is_staff=True)):
+    for user in (
+        submission.uploader,
+        moderator,
+        UserFactory.create(username="boss", is_staff=True),
+    ):
         client.force_login(user)
         response = client.get(url)
         assert response.status_code == 200, user.username
         assert response["Content-Type"] == "image/png"
         assert response["X-Content-Type-Options"] == "nosniff"
-        assert b"".join(response.streaming_content).startswith(b"\x89PNG")
+        assert response.getvalue().startswith(b"\x89PNG")
 
 
 def test_anonymous_media_request_goes_to_log_in(client: Client) -> None:
-    submission = SubmissionFactory()
+    submission = SubmissionFactory.create()
     response = client.get(reverse("detection:submission-image", args=[submission.id]))
     assert response.status_code == 302
 
@@ -179,9 +183,11 @@ def test_anonymous_media_request_goes_to_log_in(client: Client) -> None:
 def test_my_submissions_lists_only_mine_filtered_and_paginated(owner_client: Client) -> None:
     owner = User.objects.get(username="owner")
     for _ in range(22):
-        make_analysed(SubmissionFactory(uploader=owner), fake_probabilities=(0.1,), verdict="real")
-    make_analysed(SubmissionFactory(uploader=owner, original_filename="suspect.png"))
-    SubmissionFactory(original_filename="someone-elses.png")
+        make_analysed(
+            SubmissionFactory.create(uploader=owner), fake_probabilities=(0.1,), verdict="real"
+        )
+    make_analysed(SubmissionFactory.create(uploader=owner, original_filename="suspect.png"))
+    SubmissionFactory.create(original_filename="someone-elses.png")
     url = reverse("detection:submission-list")
     first_page = owner_client.get(url).content.decode()
     assert "someone-elses.png" not in first_page

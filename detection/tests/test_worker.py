@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ SAMPLES = Path(
 
 
 def wait_for(
-    submission_id: object, condition: Callable[[Submission], bool], timeout: float = 180
+    submission_id: uuid.UUID, condition: Callable[[Submission], bool], timeout: float = 180
 ) -> Submission:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,7 +84,7 @@ def upload_sample(client: Client, name: str) -> Submission:
 def test_upload_is_analysed_by_the_worker_and_only_the_owner_sees_the_results(
     client: Client, analysis_worker: Callable[[], WorkerProcess]
 ) -> None:
-    owner = UserFactory(username="owner")
+    owner = UserFactory.create(username="owner")
     client.force_login(owner)
     analysis_worker()
     submission = upload_sample(client, "fake_frame_0.jpg")
@@ -101,14 +102,14 @@ def test_upload_is_analysed_by_the_worker_and_only_the_owner_sees_the_results(
         assert heatmap.status_code == 200
         assert heatmap["Content-Type"] == "image/png"
 
-    client.force_login(UserFactory(username="stranger"))
+    client.force_login(UserFactory.create(username="stranger"))
     assert client.get(reverse("detection:face-heatmap", args=[submission.id, 1])).status_code == 404
 
 
 def test_worker_child_killed_mid_analysis_still_completes_the_submission(
     client: Client, analysis_worker: Callable[[], WorkerProcess], redis_broker: None
 ) -> None:
-    client.force_login(UserFactory(username="owner"))
+    client.force_login(UserFactory.create(username="owner"))
     worker = analysis_worker()
     submission = upload_sample(client, "fake_frame_1.jpg")
     wait_for(submission.id, lambda s: s.status == Submission.Status.PROCESSING, timeout=60)
@@ -125,10 +126,10 @@ def test_worker_child_killed_mid_analysis_still_completes_the_submission(
 def test_poison_image_fails_after_three_attempts_instead_of_looping(
     client: Client, analysis_worker: Callable[[], WorkerProcess]
 ) -> None:
-    client.force_login(UserFactory(username="owner"))
+    client.force_login(UserFactory.create(username="owner"))
     submission = upload_sample(client, "real_frame_0.jpg")
     # The stored copy goes bad after it was accepted: every analysis attempt fails.
-    with default_storage.open(submission.image.name, "wb") as stored:
+    with default_storage.open(str(submission.image.name), "wb") as stored:
         stored.write(b"\xff\xd8\xff garbage")
     analysis_worker()
 
@@ -145,8 +146,10 @@ def test_sweeper_re_enqueues_submissions_the_broker_lost(
 ) -> None:
     long_ago = timezone.now() - timedelta(seconds=settings.ANALYSIS_STALE_AFTER_SECONDS + 60)
     image = (SAMPLES / "real_frame_1.jpg").read_bytes()
-    lost_in_queue = SubmissionFactory(image=default_storage.save("lost/a.jpg", ContentFile(image)))
-    abandoned = SubmissionFactory(
+    lost_in_queue = SubmissionFactory.create(
+        image=default_storage.save("lost/a.jpg", ContentFile(image))
+    )
+    abandoned = SubmissionFactory.create(
         image=default_storage.save("lost/b.jpg", ContentFile(image)),
         status=Submission.Status.PROCESSING,
         claimed_by_task="a-worker-that-died",
@@ -154,7 +157,7 @@ def test_sweeper_re_enqueues_submissions_the_broker_lost(
         started_at=long_ago,
     )
     Submission.objects.filter(id=lost_in_queue.id).update(queued_at=long_ago)
-    fresh = SubmissionFactory(image=default_storage.save("lost/c.jpg", ContentFile(image)))
+    fresh = SubmissionFactory.create(image=default_storage.save("lost/c.jpg", ContentFile(image)))
     analysis_worker()
 
     requeued = services.submissions_requeue_stuck()
