@@ -158,7 +158,8 @@ def case_decide(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            messages.success(request, f"{decision.label}: {case.submission}.")
+            name = case.submission.original_filename or "the photo"
+            messages.success(request, f"{decision.label}: {name}.")
             return _open_next_case(request, user)
     return _render_case(request, case, form, ReleaseForm(), status=400)
 
@@ -200,7 +201,9 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     if result.decided:
         messages.success(request, f"{decision.label}: {len(result.decided)} case(s).")
     for case, reason in result.refused:
-        messages.warning(request, f"Skipped {case.submission}: {reason}")
+        messages.warning(
+            request, f"Skipped {case.submission.original_filename or case.pk}: {reason}"
+        )
     return _redirect_to_queue(form.queue_querystring())
 
 

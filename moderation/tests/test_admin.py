@@ -50,7 +50,7 @@ def test_submission_page_is_read_only_with_its_faces_inline(
     url = reverse("admin:detection_submission_change", args=[case.submission_id])
     html = admin_client_for.get(url).content.decode()
     assert reverse("detection:face-heatmap", args=[case.submission_id, 1]) in html
-    assert 'name="sha256"' not in html and 'name="verdict"' not in html
+    assert 'name="sha256"' not in html and 'name="_save"' not in html
     assert case.submission.sha256 in html
     assert admin_client_for.get(reverse("admin:detection_submission_add")).status_code == 403
 
@@ -131,3 +131,17 @@ def test_event_list_searches_by_uploader_and_sha256(
     for query in ("uploader", case.submission.sha256):
         response = admin_client_for.get(url, {"q": query})
         assert [event.case_id for event in response.context["cl"].result_list] == [case.pk]
+
+
+def test_face_list_shows_crops_and_searches_by_uploader_and_sha256(
+    admin_client_for: Client, make_case: Callable[..., ReviewCase]
+) -> None:
+    case = make_case(faces=2)
+    other = make_case(uploader=StaffFactory.create(username="someone-else"))
+    url = reverse("admin:detection_face_changelist")
+    html = admin_client_for.get(url).content.decode()
+    assert reverse("detection:face-crop", args=[case.submission_id, 1]) in html
+    for query, expected in (("someone-else", other), (case.submission.sha256, case)):
+        response = admin_client_for.get(url, {"q": query})
+        found = {face.submission_id for face in response.context["cl"].result_list}
+        assert found == {expected.submission_id}

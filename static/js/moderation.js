@@ -4,10 +4,14 @@
 (function () {
   "use strict";
 
+  // Keys typed into a text field are text; a focused checkbox or button still takes shortcuts.
+  var NON_TEXT_INPUTS = ["checkbox", "radio", "button", "submit", "reset"];
+
   function isTyping(target) {
     if (!target || !target.tagName) return false;
     var tag = target.tagName.toLowerCase();
-    return tag === "input" || tag === "textarea" || tag === "select" || target.isContentEditable;
+    if (tag === "input") return NON_TEXT_INPUTS.indexOf(target.type) === -1;
+    return tag === "textarea" || tag === "select" || target.isContentEditable;
   }
 
   function noteField() {
