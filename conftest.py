@@ -62,6 +62,19 @@ def redis_url() -> str:
 
 
 @pytest.fixture(autouse=True)
+def plain_http_and_fresh_counters(settings: Any) -> None:
+    """Plain HTTP to test servers, fast password hashing, rate-limit counters at zero."""
+    from django.core.cache import cache
+
+    # Password hashing is deliberately slow; tests create hundreds of users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def private_media_root(settings: Any, tmp_path: Path) -> Path:
     """Every test writes uploads into its own folder, never into var/media."""
     media = tmp_path / "media"

@@ -14,7 +14,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, Throttled, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from detection import selectors, services
 from detection.models import Face, Submission
+from detection.throttling import rate_limited_message, upload_rate_exceeded
 from detection.uploads import upload_was_too_large
 from detection.validation import UploadRejected
 from moderation.selectors import submission_outcome
@@ -227,6 +228,8 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
         responses={202: SubmissionSerializer, 200: SubmissionSerializer},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if upload_rate_exceeded(request._request):
+            raise Throttled(detail=rate_limited_message())
         uploaded = request.FILES.get("image")  # parses the body, running the upload handler
         if upload_was_too_large(request._request):
             raise UploadRejectedError("file_too_large", _too_large_detail())

@@ -25,6 +25,7 @@ from rest_framework.request import Request
 from detection import selectors, services
 from detection.forms import SubmissionFilterForm, UploadForm
 from detection.models import Face, Submission
+from detection.throttling import rate_limited_message, upload_rate_exceeded
 from detection.uploads import upload_was_too_large
 from detection.validation import UploadRejected
 from moderation.selectors import submission_outcome
@@ -65,6 +66,9 @@ def _get_submission_for_user(request: HttpRequest, submission_id: uuid.UUID) -> 
 @login_required
 @require_http_methods(["GET", "POST"])
 def upload(request: SignedInRequest) -> HttpResponse:
+    if request.method == "POST" and upload_rate_exceeded(request):
+        context = _upload_context(UploadForm(), refusal=rate_limited_message())
+        return render(request, "detection/upload.html", context, status=429)
     if request.method == "POST":
         form = UploadForm(
             request.POST, request.FILES, upload_too_large=upload_was_too_large(request)
@@ -179,9 +183,10 @@ def _file_response(name: str | None) -> FileResponse:
     return response
 
 
-def _upload_context(form: UploadForm) -> dict[str, object]:
+def _upload_context(form: UploadForm, refusal: str = "") -> dict[str, object]:
     return {
         "form": form,
+        "refusal": refusal,
         "max_bytes": settings.UPLOAD_MAX_BYTES,
         "max_megabytes": settings.UPLOAD_MAX_BYTES / 1_000_000,
         "max_megapixels": settings.UPLOAD_MAX_PIXELS / 1_000_000,

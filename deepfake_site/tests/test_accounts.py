@@ -98,7 +98,9 @@ def test_demo_accounts_sign_in_with_the_printed_passwords(
     }
     assert set(printed) == {"uploader", "moderator", "admin"}
     for username, password in printed.items():
-        assert Client().login(username=username, password=password), username
+        browser = Client()
+        browser.post(reverse("login"), {"username": username, "password": password})
+        assert "_auth_user_id" in browser.session, username
     assert User.objects.get(username="moderator").has_perm(REVIEW_CASES)
     assert User.objects.get(username="admin").is_superuser
 
