@@ -1,4 +1,4 @@
-"""Every URL (web, API, media, admin) × every kind of visitor → the status they must get.
+"""Every URL (web, API, media, admin) for every kind of visitor: the status each must get.
 
 Also: every state-changing form refuses a POST without a CSRF token.
 """
