@@ -23,7 +23,11 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from detection import selectors, services
 from detection.models import Face, Submission
 from detection.throttling import rate_limited_message, upload_rate_exceeded
-from detection.uploads import upload_was_too_large
+from detection.uploads import (
+    LENGTH_REQUIRED_MESSAGE,
+    body_length_missing,
+    upload_was_too_large,
+)
 from detection.validation import UploadRejected
 from moderation.selectors import submission_outcome
 
@@ -33,6 +37,12 @@ class UploadRejectedError(APIException):
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail=detail, code=code)
+
+
+class LengthRequired(APIException):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = LENGTH_REQUIRED_MESSAGE
+    default_code = "length_required"
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -228,6 +238,8 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
         responses={202: SubmissionSerializer, 200: SubmissionSerializer},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if body_length_missing(request._request):
+            raise LengthRequired()
         if upload_rate_exceeded(request._request):
             raise Throttled(detail=rate_limited_message())
         uploaded = request.FILES.get("image")  # parses the body, running the upload handler

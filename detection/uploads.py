@@ -35,3 +35,15 @@ class LimitedUploadHandler(FileUploadHandler):
 
 def upload_was_too_large(request: object) -> bool:
     return bool(getattr(request, "upload_too_large", False))
+
+
+def body_length_missing(request: HttpRequest) -> bool:
+    """A body sent without Content-Length (chunked) cannot be parsed by Django: WSGI reads
+    it as empty, and the uploader would be told to choose a file they did send."""
+    has_body = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return has_body and not request.META.get("CONTENT_LENGTH")
+
+
+LENGTH_REQUIRED_MESSAGE = (
+    "Send the upload with a Content-Length header (chunked bodies are not accepted)."
+)

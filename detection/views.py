@@ -26,7 +26,11 @@ from detection import selectors, services
 from detection.forms import SubmissionFilterForm, UploadForm
 from detection.models import Face, Submission
 from detection.throttling import rate_limited_message, upload_rate_exceeded
-from detection.uploads import upload_was_too_large
+from detection.uploads import (
+    LENGTH_REQUIRED_MESSAGE,
+    body_length_missing,
+    upload_was_too_large,
+)
 from detection.validation import UploadRejected
 from moderation.selectors import submission_outcome
 
@@ -66,6 +70,9 @@ def _get_submission_for_user(request: HttpRequest, submission_id: uuid.UUID) -> 
 @login_required
 @require_http_methods(["GET", "POST"])
 def upload(request: SignedInRequest) -> HttpResponse:
+    if request.method == "POST" and body_length_missing(request):
+        context = _upload_context(UploadForm(), refusal=LENGTH_REQUIRED_MESSAGE)
+        return render(request, "detection/upload.html", context, status=411)
     if request.method == "POST" and upload_rate_exceeded(request):
         context = _upload_context(UploadForm(), refusal=rate_limited_message())
         return render(request, "detection/upload.html", context, status=429)
