@@ -45,6 +45,12 @@ NAV_ENTRIES = (
         "Review flagged photos, decide, and audit decisions.",
         _moderator,
     ),
+    NavEntry(
+        "detection:model-card",
+        "Model",
+        "What the classifier is, its measurements and its limits.",
+        _signed_in,
+    ),
     NavEntry("admin:index", "Admin", "Users, roles, submissions and re-runs.", _staff),
 )
 

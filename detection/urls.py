@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from detection import views
+from detection import model_card, views
 
 app_name = "detection"
 
@@ -39,4 +39,5 @@ urlpatterns = [
         name="face-heatmap",
     ),
     path("accounts/api-token/", views.api_token, name="api-token"),
+    path("model/", model_card.model_card, name="model-card"),
 ]

@@ -62,7 +62,6 @@ LICENCE = (
     "for non-commercial research only. A model trained on it is a research model; it must not "
     "be used commercially without rights to the training data."
 )
-PLOT_KINDS = ("roc", "reliability")
 _VALIDATION_BATCH = 128
 _PREPARATION_CHUNK = 200
 
@@ -649,7 +648,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return loss
 
     optimizer.step(negative_log_likelihood)
-    return float(log_temperature.exp())
+    return float(log_temperature.detach().exp())
 
 
 def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -663,13 +662,6 @@ def choose_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> dict[str
     flag = min(1.0, evaluation.threshold_at_fpr(probabilities, labels, flag_fpr))
     uncertain = min(flag, evaluation.threshold_at_fpr(probabilities, labels, uncertain_fpr))
     return {"flag": flag, "uncertain": uncertain}
-
-
-def plot_path(checkpoint: Path, kind: str) -> Path:
-    """Where a checkpoint's plot of `kind` (roc, reliability) is stored: beside it."""
-    if kind not in PLOT_KINDS:
-        raise ValueError(f"unknown plot {kind!r}")
-    return checkpoint.with_name(f"{checkpoint.stem}.{kind}.png")
 
 
 def write_trained_checkpoint(
@@ -715,13 +707,13 @@ def _finish(
     )
     evaluation.plot_roc(
         {"DFDC validation": (probabilities, labels)},
-        plot_path(config.output, "roc"),
+        evaluation.plot_path(config.output, "roc"),
         title=f"{config.output.stem}: ROC on DFDC validation",
     )
     evaluation.plot_reliability(
         probabilities,
         labels,
-        plot_path(config.output, "reliability"),
+        evaluation.plot_path(config.output, "reliability"),
         title="calibrated, DFDC validation",
     )
     best = next(record for record in run.history if record.epoch == run.best_epoch)

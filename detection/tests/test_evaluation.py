@@ -1,0 +1,173 @@
+"""Evaluation metrics against hand-computed values, the plots, and `evaluate_detector`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from PIL import Image
+
+from detection.ml import evaluation
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_auc_is_the_share_of_fake_real_pairs_ordered_correctly() -> None:
+    # Fake 0.35 beats real 0.1 but not real 0.4; fake 0.8 beats both: 3 of 4 pairs.
+    assert evaluation.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+
+
+def test_auc_counts_ties_as_half_and_needs_both_classes() -> None:
+    assert evaluation.roc_auc([0.5, 0.5, 0.2], [0, 1, 0]) == pytest.approx(0.75)
+    assert evaluation.roc_auc([0.3, 0.9], [1, 1]) is None
+
+
+def test_accuracy_counts_threshold_itself_as_fake() -> None:
+    assert evaluation.accuracy_at([0.1, 0.5, 0.49, 0.9], [0, 1, 1, 1], 0.5) == pytest.approx(0.75)
+
+
+def test_threshold_at_fpr_flags_at_most_that_share_of_real_faces() -> None:
+    reals = np.arange(100) / 100  # 0.00 .. 0.99
+    labels = np.zeros(100)
+    threshold = evaluation.threshold_at_fpr(reals, labels, 0.01)
+    assert 0.98 < threshold <= 0.99
+    assert np.mean(reals >= threshold) == pytest.approx(0.01)
+    assert np.mean(reals >= evaluation.threshold_at_fpr(reals, labels, 0.05)) == pytest.approx(0.05)
+
+
+def test_tpr_at_fpr_is_the_share_of_fakes_above_that_cut() -> None:
+    scores = np.r_[np.arange(100) / 100, [0.985, 0.5, 0.99, 0.97]]
+    labels = np.r_[np.zeros(100), np.ones(4)]
+    # At 1 % FPR the cut lies just above 0.98: fakes 0.985 and 0.99 are caught.
+    assert evaluation.tpr_at_fpr(scores, labels, 0.01) == pytest.approx(0.5)
+
+
+def test_ece_weights_each_bins_gap_by_its_faces() -> None:
+    # Bin of 0.1: mean 0.1, half fake (gap 0.4); bin of 0.9: mean 0.9, all fake (gap 0.1).
+    probabilities, labels = [0.1, 0.1, 0.9, 0.9], [0, 1, 1, 1]
+    assert evaluation.expected_calibration_error(probabilities, labels) == pytest.approx(0.25)
+    assert evaluation.expected_calibration_error([1.0, 0.0], [1, 0]) == pytest.approx(0.0)
+
+
+def test_brier_is_the_mean_squared_error_of_the_probability() -> None:
+    assert evaluation.brier_score([0.1, 0.1, 0.9, 0.9], [0, 1, 1, 1]) == pytest.approx(0.21)
+
+
+def test_metrics_per_source_split_the_faces() -> None:
+    found = evaluation.metrics_by_source(
+        [0.1, 0.9, 0.2, 0.3], [0, 1, 0, 1], ["a", "a", "b", "b"], threshold=0.5
+    )
+    assert sorted(found) == ["a", "b"]
+    assert found["a"].auc == 1.0 and found["a"].accuracy == 1.0
+    assert found["b"].count == 2 and found["b"].fakes == 1 and found["b"].accuracy == 0.5
+
+
+def test_roc_curve_runs_from_origin_to_the_corner() -> None:
+    false_rate, true_rate = evaluation.roc_curve([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    assert (false_rate[0], true_rate[0]) == (0.0, 0.0)
+    assert (false_rate[-1], true_rate[-1]) == (1.0, 1.0)
+    assert np.all(np.diff(false_rate) >= 0) and np.all(np.diff(true_rate) >= 0)
+
+
+def test_plots_are_written_as_png(tmp_path: Path) -> None:
+    probabilities, labels = [0.1, 0.4, 0.35, 0.8, 0.95, 0.05], [0, 0, 1, 1, 1, 0]
+    evaluation.plot_roc({"all": (probabilities, labels)}, tmp_path / "roc.png", title="t")
+    evaluation.plot_reliability(probabilities, labels, tmp_path / "rel.png", title="t")
+    for name in ("roc.png", "rel.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def _labels_csv(tmp_path: Path, samples_dir: Path) -> Path:
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (320, 240), "white").save(blank)
+    rows = [
+        (samples_dir / "real_frame_0.jpg", "real", "ffpp"),
+        (samples_dir / "real_frame_1.jpg", "real", "ffpp"),
+        (samples_dir / "fake_frame_0.jpg", "fake", "ffpp"),
+        (samples_dir / "fake_frame_1.jpg", "fake", "other"),
+        (Path("blank.jpg"), "real", "other"),  # relative to the labels file; no face
+    ]
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "source"])
+        writer.writerows((str(path), label, source) for path, label, source in rows)
+    return labels
+
+
+def test_evaluate_detector_json_reports_numbers_sources_and_items(
+    demo_checkpoint: Path, samples_dir: Path, tmp_path: Path
+) -> None:
+    labels = _labels_csv(tmp_path, samples_dir)
+    stdout = io.StringIO()
+    call_command(
+        "evaluate_detector",
+        labels=labels,
+        checkpoint=demo_checkpoint,
+        json=True,
+        plots=tmp_path / "plots",
+        stdout=stdout,
+    )
+    report = json.loads(stdout.getvalue())
+    assert report["images"] == 5 and report["scored"] == 4 and report["no_face"] == 1
+    assert report["model"]["trained"] is False
+    assert report["metrics"]["count"] == 4 and report["metrics"]["fakes"] == 2
+    assert 0 <= report["metrics"]["auc"] <= 1
+    assert set(report["metrics"]) >= {"accuracy", "tpr_at_1_fpr", "tpr_at_5_fpr", "ece", "brier"}
+    assert set(report["per_source"]) == {"ffpp", "other"}
+    assert report["per_source"]["other"]["count"] == 1
+    blank = next(item for item in report["items"] if item["path"].endswith("blank.jpg"))
+    assert blank == {
+        "path": str(tmp_path / "blank.jpg"),
+        "label": "real",
+        "source": "other",
+        "status": "no_face",
+        "verdict": None,
+        "fake_probability": None,
+    }
+    scored = [item for item in report["items"] if item["status"] == "ok"]
+    assert all(0 <= item["fake_probability"] <= 1 and item["verdict"] for item in scored)
+    for name in ("roc.png", "reliability.png"):
+        assert (tmp_path / "plots" / name).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_evaluate_detector_reads_a_json_list_and_prints_a_table(
+    demo_checkpoint: Path, samples_dir: Path, tmp_path: Path
+) -> None:
+    labels = tmp_path / "labels.json"
+    labels.write_text(
+        json.dumps(
+            [
+                {"path": str(samples_dir / "real_frame_0.jpg"), "label": 0},
+                {"path": str(samples_dir / "fake_frame_0.jpg"), "label": 1},
+            ]
+        )
+    )
+    stdout = io.StringIO()
+    call_command(
+        "evaluate_detector",
+        labels=labels,
+        checkpoint=demo_checkpoint,
+        plots=tmp_path,
+        stdout=stdout,
+    )
+    output = stdout.getvalue()
+    assert "UNTRAINED" in output and "AUC" in output and "ALL" in output
+
+
+def test_evaluate_detector_rejects_unknown_labels(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\nx.jpg,maybe\n")
+    with pytest.raises(CommandError, match="maybe"):
+        call_command("evaluate_detector", labels=labels)
+
+
+def test_metrics_of_an_empty_set_are_not_numbers() -> None:
+    assert math.isnan(evaluation.brier_score([], []))
