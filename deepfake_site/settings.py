@@ -272,11 +272,13 @@ LOGGING = {
 }
 
 # --- Analysis pipeline --------------------------------------------------------------------
-# The classifier checkpoint: `manage.py fetch_model` installs the published weights here,
-# `manage.py make_demo_checkpoint` an untrained demo model. A model card `<stem>.json`
-# beside it may set the input size, thresholds and calibration (they override those below).
+# The classifier checkpoint. The default is the research model trained on DFDC crops and
+# committed under models/ (see its model card). `manage.py fetch_model` and
+# `manage.py make_demo_checkpoint` write to this path: point it at var/models/ first so they
+# do not replace the committed model. A model card `<stem>.json` beside the checkpoint may
+# set the input size, thresholds and calibration (they override those below).
 DEEPFAKE_CHECKPOINT = Path(
-    env.str("DEEPFAKE_CHECKPOINT", default=str(VAR_DIR / "models" / "demo.pth"))
+    env.str("DEEPFAKE_CHECKPOINT", default=str(BASE_DIR / "models" / "faceproof-dfdc-160.pth"))
 )
 DEEPFAKE_HF_REPO = env.str(
     "DEEPFAKE_HF_REPO", default="aaronespasa/deepfake-detection-resnetinceptionv1"

@@ -1,0 +1,76 @@
+"""The model shipped under models/: only what its card promises, checked against the file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from django.conf import settings
+
+from detection.ml.classifier import LoadedCheckpoint, load_checkpoint
+from detection.ml.evaluation import PLOT_KINDS, plot_path
+
+SHIPPED = Path(settings.BASE_DIR) / "models" / "faceproof-dfdc-160.pth"
+# GitHub refuses files over 100 MB and warns over 50 MB; fp16 weights are about 47 MB.
+MAX_BYTES = 50 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def shipped() -> LoadedCheckpoint:
+    return load_checkpoint(SHIPPED)
+
+
+def test_the_shipped_model_is_the_default_checkpoint() -> None:
+    if "DEEPFAKE_CHECKPOINT" in os.environ:
+        pytest.skip("DEEPFAKE_CHECKPOINT is set in the environment")
+    assert Path(settings.DEEPFAKE_CHECKPOINT) == SHIPPED
+
+
+def test_weights_are_fp16_in_the_file_and_small_enough_to_commit() -> None:
+    assert SHIPPED.stat().st_size < MAX_BYTES
+    payload = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    assert set(payload) == {"model_state_dict", "epoch", "optimizer_state_dict", "validation_loss"}
+    floating = [v for v in payload["model_state_dict"].values() if v.is_floating_point()]
+    assert len(payload["model_state_dict"]) == 716
+    assert all(value.dtype == torch.float16 for value in floating)
+
+
+def test_it_loads_as_float32_with_the_version_of_its_file(shipped: LoadedCheckpoint) -> None:
+    floating = [v for v in shipped.state_dict.values() if v.is_floating_point()]
+    assert all(value.dtype == torch.float32 for value in floating)
+    assert shipped.version == hashlib.sha256(SHIPPED.read_bytes()).hexdigest()[:12]
+
+
+def test_card_says_trained_with_its_data_licence_and_limits(shipped: LoadedCheckpoint) -> None:
+    card: dict[str, Any] = shipped.card
+    assert card["trained"] is True
+    assert card["input_size"] == 160 == shipped.input_size
+    assert "research" in card["training_data"]["licence"]
+    assert card["limitations"]
+    assert card["training"]["command"].startswith("python manage.py train_detector")
+    validation = card["metrics"]["validation"]
+    for key in ("auc", "accuracy", "tpr_at_1_fpr", "tpr_at_5_fpr", "ece", "brier"):
+        assert 0 <= validation[key] <= 1, key
+
+
+def test_pipeline_takes_thresholds_and_calibration_from_the_card(
+    shipped: LoadedCheckpoint,
+) -> None:
+    thresholds = shipped.card["thresholds"]
+    assert 0 <= thresholds["uncertain"] <= thresholds["flag"] <= 1
+    info = shipped.model_info(flag_threshold=0.5, uncertain_threshold=0.3)
+    assert (info.flag_threshold, info.uncertain_threshold) == (
+        thresholds["flag"],
+        thresholds["uncertain"],
+    )
+    assert info.trained and info.version == shipped.version
+    assert shipped.temperature == shipped.card["calibration"]["temperature"] > 0
+
+
+def test_its_plots_sit_beside_it() -> None:
+    for kind in PLOT_KINDS:
+        assert plot_path(SHIPPED, kind).read_bytes().startswith(b"\x89PNG")
