@@ -117,7 +117,11 @@ def _card_context(checkpoint: Path) -> dict[str, Any]:
         "created": card.get("created"),
         "data_summary": data.get("dataset") if data else raw_data,
         "licence": data.get("licence"),
-        "data_facts": _labelled(data, _DATA_LABELS),
+        # The dataset and its licence have their own places on the page.
+        "data_facts": _labelled(
+            {key: value for key, value in data.items() if key not in ("dataset", "licence")},
+            _DATA_LABELS,
+        ),
         "metric_sets": metric_sets,
         "metric_notes": [value for value in metrics.values() if isinstance(value, str)],
         "flag_threshold": thresholds.get("flag", settings.FLAG_THRESHOLD),
@@ -164,7 +168,8 @@ def _shown(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        # Rates and scores need four decimals; seconds and throughputs do not.
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.4f}"
     return str(value)
 
 

@@ -171,3 +171,31 @@ def test_evaluate_detector_rejects_unknown_labels(tmp_path: Path) -> None:
 
 def test_metrics_of_an_empty_set_are_not_numbers() -> None:
     assert math.isnan(evaluation.brier_score([], []))
+
+
+def test_evaluate_detector_records_its_numbers_in_the_model_card(
+    demo_checkpoint: Path, samples_dir: Path, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "model.pth"
+    checkpoint.symlink_to(demo_checkpoint)
+    (tmp_path / "model.json").write_text(demo_checkpoint.with_suffix(".json").read_text())
+    call_command(
+        "evaluate_detector",
+        labels=_labels_csv(tmp_path, samples_dir),
+        checkpoint=checkpoint,
+        record_as="sample_frames",
+        plots=tmp_path,
+        stdout=io.StringIO(),
+    )
+    metrics = json.loads((tmp_path / "model.json").read_text())["metrics"]
+    assert metrics["sample_frames"]["count"] == 4
+    assert "left out for want of a face: 1" in metrics["sample_frames_note"]
+    with pytest.raises(CommandError, match="reserved"):
+        call_command(
+            "evaluate_detector",
+            labels=_labels_csv(tmp_path, samples_dir),
+            checkpoint=checkpoint,
+            record_as="validation",
+            plots=tmp_path,
+            stdout=io.StringIO(),
+        )

@@ -76,6 +76,12 @@ class Command(BaseCommand):
         parser.add_argument("--checkpoint", type=Path, help="default: settings.DEEPFAKE_CHECKPOINT")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument(
+            "--record-as",
+            metavar="NAME",
+            help="also store the overall numbers in the checkpoint's model card as "
+            "metrics.NAME, so that the model card page shows how the model did on this set",
+        )
+        parser.add_argument(
             "--plots",
             type=Path,
             help="folder for roc.png and reliability.png (default: var/evaluation)",
@@ -87,6 +93,10 @@ class Command(BaseCommand):
         from detection.ml.images import UnreadableImageError
         from detection.ml.pipeline import get_analyzer
 
+        record_as: str | None = options["record_as"]
+        # Training's own numbers are what the thresholds were chosen on; never overwrite them.
+        if record_as and (record_as.startswith("validation") or record_as.endswith("note")):
+            raise CommandError(f"--record-as {record_as}: that name is reserved for training")
         images = read_labelled_images(options["labels"])
         config = pipeline_config_from_settings()
         if options["checkpoint"]:
@@ -161,6 +171,8 @@ class Command(BaseCommand):
             "plots": {"roc": str(plots / "roc.png"), "reliability": str(plots / "reliability.png")},
             "items": items,
         }
+        if record_as:
+            _record_in_card(Path(config.checkpoint), record_as, report, options["labels"])
         if options["json"]:
             self.stdout.write(json.dumps(report))
         else:
@@ -198,3 +210,23 @@ class Command(BaseCommand):
 
 def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _record_in_card(checkpoint: Path, name: str, report: dict[str, Any], labels_file: Path) -> None:
+    from detection.ml.classifier import model_card_path
+    from detection.ml.storage import write_atomically
+
+    card_path = model_card_path(checkpoint)
+    if not card_path.is_file():
+        raise CommandError(f"{checkpoint} has no model card to record the numbers in")
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    metrics = card.setdefault("metrics", {})
+    sources = ", ".join(sorted(report["per_source"]))
+    metrics[name] = report["metrics"]
+    metrics[f"{name}_note"] = (
+        f"{name}: {report['scored']} images from {labels_file.name} (sources: {sources}) "
+        f"through the full pipeline with `manage.py evaluate_detector`; each image's score is "
+        f"its most suspicious face; left out for want of a face: {report['no_face']}"
+    )
+    text = json.dumps(card, indent=2, sort_keys=True) + "\n"
+    write_atomically(card_path, lambda handle: handle.write(text.encode()))
