@@ -10,7 +10,13 @@ from conftest import REPO_ROOT
 
 
 def test_check_deploy_prints_no_warnings_in_production() -> None:
-    overridden = {"DEBUG", "SECRET_KEY", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE"}
+    overridden = {
+        "DEBUG",
+        "SECRET_KEY",
+        "SECURE_SSL_REDIRECT",
+        "SESSION_COOKIE_SECURE",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+    }
     env = {key: value for key, value in os.environ.items() if key not in overridden}
     env.update(
         ENV_FILE=os.devnull,

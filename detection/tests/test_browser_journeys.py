@@ -54,6 +54,8 @@ def browser() -> Iterator[Browser]:
         )
         yield browser
         browser.close()
+    # Never leak the switch into later tests or the processes they start.
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 class Journey:
