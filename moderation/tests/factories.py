@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 from typing import Any
 
@@ -13,6 +12,8 @@ from django.utils import timezone
 from PIL import Image
 
 from detection.models import Face, Submission
+from detection.tests import factories as detection_factories
+from detection.tests.factories import UserFactory
 from moderation.permissions import REVIEW_CASES
 
 
@@ -34,15 +35,6 @@ def moderators_group() -> Group:
     return group
 
 
-class UserFactory(factory.django.DjangoModelFactory[User]):
-    class Meta:
-        model = User
-        skip_postgeneration_save = True
-
-    username = factory.Sequence(lambda n: f"uploader{n}")
-    password = factory.django.Password("a-long-enough-passphrase-42")
-
-
 class ModeratorFactory(UserFactory):
     username = factory.Sequence(lambda n: f"moderator{n}")
 
@@ -57,22 +49,11 @@ class StaffFactory(UserFactory):
     is_staff = True
 
 
-class SubmissionFactory(factory.django.DjangoModelFactory[Submission]):
+class SubmissionFactory(detection_factories.SubmissionFactory):
     """A finished analysis; pass verdict/fake_probability to shape the case it opens."""
 
-    class Meta:
-        model = Submission
-
-    uploader = factory.SubFactory(UserFactory)
-    image = factory.LazyFunction(lambda: png_file("image.png"))
-    thumbnail = factory.LazyFunction(lambda: png_file("thumbnail.png", size=16))
     overlay = factory.LazyFunction(lambda: png_file("overlay.png"))
-    original_filename = factory.Sequence(lambda n: f"photo-{n}.jpg")
-    sha256 = factory.Sequence(lambda n: hashlib.sha256(f"image-{n}".encode()).hexdigest())
-    byte_size = 1234
-    width = 32
     height = 32
-    format = "PNG"
     status = Submission.Status.DONE
     started_at = factory.LazyFunction(timezone.now)
     finished_at = factory.LazyFunction(timezone.now)
