@@ -100,6 +100,10 @@ class LoadReport:
     final: int
     by_status: dict[str, int]
     drain_seconds: float
+    # Other work on the machine skews every number: the 1-minute load average at the start
+    # of the traffic and at its end (this run's own processes included) says how much.
+    load_average_before: float
+    load_average_after: float
     duplicate_uploads: int
     duplicate_faces: int
     analysed_more_than_once: int
@@ -127,13 +131,17 @@ class LoadReport:
             f"{config.gunicorn_threads} threads; Celery {config.celery_concurrency} processes x "
             f"{config.torch_threads} torch threads",
             f"run folder: {self.run_dir}",
+            f"machine load: {self.load_average_before:.2f} before the traffic, "
+            f"{self.load_average_after:.2f} at its end (1-minute load average, {os.cpu_count()} "
+            "CPUs)",
             f"requests/s: {self.requests_per_second:.2f}",
             f"uploads: {self.uploads.line()}",
             f"status polls: {self.status_polls.line()}",
             f"error ratio: {self.error_ratio:.4f} ({self.failed_requests} of "
             f"{self.total_requests})",
             *(f"error: {reason}" for reason in self.failure_reasons),
-            f"accepted submissions: {self.accepted}",
+            f"accepted submissions: {self.accepted} "
+            f"({self.accepted / config.duration_seconds:.2f}/s during the traffic)",
             f"final: {self.final} ({statuses or 'none'}) after a {self.drain_seconds:.1f} s drain",
             f"lost: {self.lost}",
             f"duplicated: {self.duplicated} (same uploader and image: {self.duplicate_uploads}, "
@@ -169,10 +177,12 @@ def loadtest_run(config: LoadTestConfig, *, progress: Callable[[str], object]) -
             _wait_for_worker(worker)
             _wait_for_http(web, f"http://127.0.0.1:{port}/api/v1/submissions/")
             progress(f"running locust for {config.duration_seconds} s")
+            load_before = os.getloadavg()[0]
             _run_locust(config, port, tokens, run_dir)
+            load_after = os.getloadavg()[0]
             progress(f"draining for at most {config.drain_seconds} s")
             drained_in = _drain(config.drain_seconds, watched=[worker, beat, web])
-        report = _report(config, run_dir, drained_in)
+        report = _report(config, run_dir, drained_in, (load_before, load_after))
     finally:
         connections[DATABASE_ALIAS].close()
     summary = {
@@ -438,7 +448,12 @@ def _drain(limit_seconds: int, *, watched: list[ManagedProcess]) -> float:
     return time.monotonic() - started
 
 
-def _report(config: LoadTestConfig, run_dir: Path, drained_in: float) -> LoadReport:
+def _report(
+    config: LoadTestConfig,
+    run_dir: Path,
+    drained_in: float,
+    load_averages: tuple[float, float],
+) -> LoadReport:
     stats = _locust_stats(run_dir / "locust_stats.csv")
     total = stats["Aggregated"]
     submissions = Submission.objects.using(DATABASE_ALIAS)
@@ -471,6 +486,8 @@ def _report(config: LoadTestConfig, run_dir: Path, drained_in: float) -> LoadRep
         final=finished.count(),
         by_status=by_status,
         drain_seconds=drained_in,
+        load_average_before=load_averages[0],
+        load_average_after=load_averages[1],
         duplicate_uploads=sum(row["copies"] - 1 for row in repeated_uploads),
         duplicate_faces=sum(row["copies"] - 1 for row in repeated_faces),
         analysed_more_than_once=submissions.filter(attempts__gt=1).count(),

@@ -155,3 +155,15 @@ def torch_load(path: Path) -> dict[str, Any]:
     import torch
 
     return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("command", ["fetch_model", "make_demo_checkpoint"])
+def test_checkpoint_commands_never_overwrite_the_shipped_model_by_default(
+    command: str, settings: Any
+) -> None:
+    shipped = Path(settings.BASE_DIR) / "models" / "faceproof-dfdc-160.pth"
+    settings.DEEPFAKE_CHECKPOINT = str(shipped)
+    before = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    with pytest.raises(CommandError, match=r"is the shipped model .* --output"):
+        _run(command)
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from huggingface_hub import hf_hub_download
 
+from detection.management.checkpoint_output import checkpoint_output
+
 # What is known about the published weights (DESIGN §4), written beside them as the model
 # card so that pages and API responses can say what is running.
 PUBLISHED_MODEL_CARD: dict[str, Any] = {
@@ -39,13 +41,17 @@ class Command(BaseCommand):
             type=Path,
             help="install this local checkpoint file instead of downloading (offline machines)",
         )
-        parser.add_argument("--output", type=Path, help="default: settings.DEEPFAKE_CHECKPOINT")
+        parser.add_argument(
+            "--output",
+            type=Path,
+            help="default: settings.DEEPFAKE_CHECKPOINT unless that is the shipped model",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from detection.ml.classifier import CheckpointError, model_card_path, verify_checkpoint
         from detection.ml.storage import write_atomically
 
-        output = Path(options["output"] or settings.DEEPFAKE_CHECKPOINT)
+        output = checkpoint_output(options["output"])
         source: Path = options["source"] or self._download()
         try:
             loaded = verify_checkpoint(source)

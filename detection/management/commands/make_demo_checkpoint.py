@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from detection.management.checkpoint_output import checkpoint_output
 from detection.management.commands._samples import samples_dir
 
 
@@ -19,7 +19,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--output", type=Path, help="default: settings.DEEPFAKE_CHECKPOINT")
+        parser.add_argument(
+            "--output",
+            type=Path,
+            help="default: settings.DEEPFAKE_CHECKPOINT unless that is the shipped model",
+        )
         parser.add_argument(
             "--samples",
             type=Path,
@@ -37,7 +41,7 @@ class Command(BaseCommand):
         )
         from detection.ml.pipeline import Analyzer, PipelineConfig
 
-        output = Path(options["output"] or settings.DEEPFAKE_CHECKPOINT)
+        output = checkpoint_output(options["output"])
         folder = options["samples"] or samples_dir()
         frames = sorted(folder.glob("real_frame_*.jpg"))[: options["frames"]]
         if not frames:
