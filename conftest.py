@@ -61,16 +61,28 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session", autouse=True)
+def plain_http() -> Iterator[None]:
+    """Test servers speak plain HTTP; the production defaults redirect to HTTPS.
+
+    Session-wide, because SecurityMiddleware reads these settings once, when the session's
+    live server builds its handler: a per-test override would come too late for it.
+    """
+    from django.test import override_settings
+
+    with override_settings(
+        SECURE_SSL_REDIRECT=False, SESSION_COOKIE_SECURE=False, CSRF_COOKIE_SECURE=False
+    ):
+        yield
+
+
 @pytest.fixture(autouse=True)
-def plain_http_and_fresh_counters(settings: Any) -> None:
-    """Plain HTTP to test servers, fast password hashing, rate-limit counters at zero."""
+def fast_hashing_and_fresh_counters(settings: Any) -> None:
+    """Fast password hashing and rate-limit counters at zero."""
     from django.core.cache import cache
 
     # Password hashing is deliberately slow; tests create hundreds of users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.SECURE_SSL_REDIRECT = False
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
     cache.clear()
 
 
