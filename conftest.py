@@ -76,6 +76,22 @@ def plain_http() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Exported classifier graphs go to a folder of this run, for the workers it starts too."""
+    from django.test import override_settings
+
+    folder = tmp_path_factory.mktemp("model-cache")
+    previous = os.environ.get("DEEPFAKE_MODEL_CACHE")
+    os.environ["DEEPFAKE_MODEL_CACHE"] = str(folder)
+    with override_settings(DEEPFAKE_MODEL_CACHE=folder):
+        yield folder
+    if previous is None:
+        del os.environ["DEEPFAKE_MODEL_CACHE"]
+    else:
+        os.environ["DEEPFAKE_MODEL_CACHE"] = previous
+
+
 @pytest.fixture(autouse=True)
 def fast_hashing_and_fresh_counters(settings: Any) -> None:
     """Fast password hashing and rate-limit counters at zero."""

@@ -268,14 +268,19 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The ONNX exporter narrates each of its optimisation passes at INFO.
+        "onnx_ir": {"level": "WARNING"},
+        "onnxscript": {"level": "WARNING"},
+    },
 }
 
 # --- Analysis pipeline --------------------------------------------------------------------
 # The classifier checkpoint. The default is the research model trained on DFDC crops and
 # committed under models/ (see its model card). `manage.py fetch_model` and
-# `manage.py make_demo_checkpoint` write to this path: point it at var/models/ first so they
-# do not replace the committed model. A model card `<stem>.json` beside the checkpoint may
+# `manage.py make_demo_checkpoint` write to this path, except the committed model, which they
+# replace only when given it as --output. A model card `<stem>.json` beside the checkpoint may
 # set the input size, thresholds and calibration (they override those below).
 DEEPFAKE_CHECKPOINT = Path(
     env.str("DEEPFAKE_CHECKPOINT", default=str(BASE_DIR / "models" / "faceproof-dfdc-160.pth"))
@@ -285,6 +290,11 @@ DEEPFAKE_HF_REPO = env.str(
 )
 DEEPFAKE_HF_FILENAME = env.str("DEEPFAKE_HF_FILENAME", default="resnetinceptionv1_epoch_32.pth")
 DEEPFAKE_DEVICE = env.str("DEEPFAKE_DEVICE", default="cpu")
+# ONNX Runtime scores faces about twice as fast as PyTorch on a CPU; it has no GPU build here.
+DEEPFAKE_RUNTIME = env.str(
+    "DEEPFAKE_RUNTIME", default="onnxruntime" if DEEPFAKE_DEVICE == "cpu" else "torch"
+)
+DEEPFAKE_MODEL_CACHE = Path(env.str("DEEPFAKE_MODEL_CACHE", default=str(VAR_DIR / "model-cache")))
 FACE_MIN_SIZE = env.int("FACE_MIN_SIZE", default=40)  # pixels of the original image
 FACE_DETECTION_THRESHOLD = env.float("FACE_DETECTION_THRESHOLD", default=0.95)
 FLAG_THRESHOLD = env.float("FLAG_THRESHOLD", default=0.5)  # P(fake) at or above: 'fake'

@@ -19,4 +19,6 @@ def pipeline_config_from_settings() -> PipelineConfig:
         detect_max_side=settings.DETECT_MAX_SIDE,
         num_threads=settings.TORCH_NUM_THREADS,
         device=settings.DEEPFAKE_DEVICE,
+        runtime=settings.DEEPFAKE_RUNTIME,
+        model_cache_dir=Path(settings.DEEPFAKE_MODEL_CACHE),
     )

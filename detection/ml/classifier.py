@@ -18,6 +18,14 @@ from facenet_pytorch.models.inception_resnet_v1 import BasicConv2d
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from detection.ml.runtime import (
+    ForwardPass,
+    OnnxOptions,
+    ScoresAndActivations,
+    TorchForward,
+    onnx_forward,
+)
+
 DEFAULT_INPUT_SIZE = 256
 _LISTED_KEYS = 8
 
@@ -253,18 +261,25 @@ class FaceClassifier:
         input_size: int,
         temperature: float,
         device: torch.device,
+        onnx: OnnxOptions | None = None,
     ) -> None:
+        """`onnx` runs the network in ONNX Runtime (CPU only); without it, in PyTorch."""
         self.input_size = input_size
         self.temperature = temperature
         self.device = device
         reference = build_classifier(state_dict).to(device)
         self.cam_gradient = logit_gradient_at_cam_layer(reference, input_size)
-        self._model = _inference_copy(reference)
-        self._activations: list[torch.Tensor] = []
-        cam_layer(self._model).register_forward_hook(self._keep_activations)
-
-    def _keep_activations(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        self._activations.append(output)
+        self._forward: ForwardPass
+        if onnx is None:
+            fast = _inference_copy(reference)
+            self._forward = TorchForward(ScoresAndActivations(fast, cam_layer(fast)))
+        else:
+            self._forward = onnx_forward(
+                ScoresAndActivations(reference, cam_layer(reference)),
+                input_size=input_size,
+                graph_path=onnx.graph_path,
+                num_threads=onnx.num_threads,
+            )
 
     def model_input(self, crops: torch.Tensor) -> torch.Tensor:
         return model_input(crops.to(self.device), input_size=self.input_size)
@@ -272,10 +287,7 @@ class FaceClassifier:
     def classify(self, crops: torch.Tensor) -> ClassifierOutput:
         """All crops of one image in one batch: (N, 3, 160, 160) values 0-255."""
         with torch.inference_mode():
-            batch = self.model_input(crops).contiguous(memory_format=torch.channels_last)
-            self._activations.clear()
-            logits = self._model(batch).reshape(-1)
-            activations = self._activations.pop()
+            logits, activations = self._forward(self.model_input(crops))
             probabilities = torch.sigmoid(logits / self.temperature)
         return ClassifierOutput(
             logits=logits.cpu().numpy(),

@@ -16,6 +16,8 @@ class PipelineConfig:
     detect_max_side: int = 1024
     num_threads: int | None = None  # None: the physical cores this process may use
     device: str = "cpu"  # "cuda" when available and asked for
+    runtime: str = "torch"  # or "onnxruntime": the classifier in ONNX Runtime (CPU only)
+    model_cache_dir: Path | None = None  # where onnxruntime keeps its exported graphs
 
     def __post_init__(self) -> None:
         if not 0 <= self.uncertain_threshold <= self.flag_threshold <= 1:
@@ -26,3 +28,9 @@ class PipelineConfig:
             raise ValueError("min_face_size and detect_max_side must be positive")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError("num_threads must be positive")
+        if self.runtime not in {"torch", "onnxruntime"}:
+            raise ValueError(f"runtime must be 'torch' or 'onnxruntime', not {self.runtime!r}")
+        if self.runtime == "onnxruntime" and self.device != "cpu":
+            raise ValueError("the onnxruntime runtime runs on the CPU only; use torch on a GPU")
+        if self.runtime == "onnxruntime" and self.model_cache_dir is None:
+            raise ValueError("the onnxruntime runtime needs a model_cache_dir for its graphs")

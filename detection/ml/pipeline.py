@@ -18,6 +18,7 @@ from detection.ml.faces import CROP_SIZE, FaceDetector, clip_box, crop_faces
 from detection.ml.gradcam import grad_cam_maps
 from detection.ml.images import ImageSource, load_rgb_image
 from detection.ml.render import FaceLabel, annotated_image, crop_image, heatmap_overlay
+from detection.ml.runtime import OnnxOptions, onnx_graph_path
 
 __all__ = [
     "AnalysisResult",
@@ -66,7 +67,8 @@ class Analyzer:
     """Holds the loaded models; build it through `get_analyzer` so a process loads them once."""
 
     def __init__(self, config: PipelineConfig) -> None:
-        torch.set_num_threads(config.num_threads or available_physical_cores())
+        threads = config.num_threads or available_physical_cores()
+        torch.set_num_threads(threads)
         device = torch.device(config.device)
         checkpoint = load_checkpoint(config.checkpoint)
         self.model: ModelInfo = checkpoint.model_info(
@@ -78,11 +80,20 @@ class Analyzer:
             max_side=config.detect_max_side,
             device=device,
         )
+        onnx = None
+        if config.runtime == "onnxruntime" and config.model_cache_dir is not None:
+            graph_path = onnx_graph_path(
+                config.model_cache_dir,
+                version=checkpoint.version,
+                input_size=checkpoint.input_size,
+            )
+            onnx = OnnxOptions(graph_path=graph_path, num_threads=threads)
         self.classifier = FaceClassifier(
             checkpoint.state_dict,
             input_size=checkpoint.input_size,
             temperature=checkpoint.temperature,
             device=device,
+            onnx=onnx,
         )
 
     def analyze(self, image: ImageSource) -> AnalysisResult:

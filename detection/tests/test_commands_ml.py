@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,20 @@ def test_checkpoint_commands_never_overwrite_the_shipped_model_by_default(
     with pytest.raises(CommandError, match=r"is the shipped model .* --output"):
         _run(command)
     assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before
+
+
+def test_benchmark_times_the_seed_path_against_ours_and_checks_their_parity(
+    demo_checkpoint: Path, samples_dir: Path
+) -> None:
+    output = _run(
+        "benchmark_pipeline",
+        str(samples_dir / "fake_frame_0.jpg"),
+        str(samples_dir / "real_frame_1.jpg"),
+        checkpoint=demo_checkpoint,
+        repeat=1,
+    )
+    assert "our classifier in onnxruntime" in output
+    assert re.search(r"^fake_frame_0\.jpg\s+2\s+[\d.]+\s+[\d.]+\s+[\d.]+", output, re.MULTILINE)
+    assert re.search(r"speed-up: [\d.]+x on the mean, [\d.]+x median per image", output)
+    assert re.search(r"largest \|dP\(fake\)\| of the classifiers on the same crop: ", output)
+    assert "parity checks passed" in output

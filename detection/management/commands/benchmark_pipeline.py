@@ -35,6 +35,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--checkpoint", type=Path, help="default: settings.DEEPFAKE_CHECKPOINT")
         parser.add_argument(
+            "--runtime",
+            choices=["torch", "onnxruntime"],
+            help="where our classifier runs; default: settings.DEEPFAKE_RUNTIME",
+        )
+        parser.add_argument(
             "--repeat",
             type=int,
             default=3,
@@ -50,6 +55,8 @@ class Command(BaseCommand):
         config = pipeline_config_from_settings()
         if options["checkpoint"]:
             config = dataclasses.replace(config, checkpoint=options["checkpoint"])
+        if options["runtime"]:
+            config = dataclasses.replace(config, runtime=options["runtime"])
         images = options["images"] or sorted(samples_dir().glob("*.jpg"), key=_natural_order)
         if not images:
             raise CommandError(f"no images given and none found in {samples_dir()}")
@@ -67,7 +74,8 @@ class Command(BaseCommand):
 
         self.stdout.write(
             f"model {analyzer.model.name} ({analyzer.model.version}), {len(images)} images, "
-            f"torch threads {_threads()}, fastest of {options['repeat']} runs per image and path"
+            f"our classifier in {config.runtime}, torch threads {_threads()}, "
+            f"fastest of {options['repeat']} runs per image and path"
         )
         self.stdout.write(
             f"{'image':<20} {'faces':>5} {'seed ms':>9} {'ours ms':>9} {'ratio':>6} "
