@@ -21,7 +21,7 @@ install: $(STAMP)
 # The shipped model is the default; an untrained demo model is made only if it is missing.
 run: install .env
 	$(PY) manage.py migrate --noinput
-	test -f "$$($(PY) manage.py shell -c 'from django.conf import settings; print(settings.DEEPFAKE_CHECKPOINT)')" \
+	test -f "$$($(PY) manage.py shell --no-imports -c 'from django.conf import settings; print(settings.DEEPFAKE_CHECKPOINT)')" \
 		|| $(PY) manage.py make_demo_checkpoint
 	$(PY) manage.py create_demo_accounts
 	@echo
