@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+RUNTIMES = ("torch", "onnxruntime")  # where the classifier runs; see detection.ml.runtime
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -28,7 +30,7 @@ class PipelineConfig:
             raise ValueError("min_face_size and detect_max_side must be positive")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError("num_threads must be positive")
-        if self.runtime not in {"torch", "onnxruntime"}:
+        if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be 'torch' or 'onnxruntime', not {self.runtime!r}")
         if self.runtime == "onnxruntime" and self.device != "cpu":
             raise ValueError("the onnxruntime runtime runs on the CPU only; use torch on a GPU")

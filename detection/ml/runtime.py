@@ -23,7 +23,6 @@ from detection.ml.storage import write_atomically
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("torch", "onnxruntime")
 # Bump when the exported graph's inputs or outputs change: old cache files are then ignored.
 _GRAPH_FORMAT = 1
 # The seed-parity budget for P(fake) is 1e-4; logits agreeing this closely keep well inside it.

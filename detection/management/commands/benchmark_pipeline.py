@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from PIL import Image
 
 from detection.management.commands._samples import samples_dir
+from detection.ml.config import RUNTIMES
 from detection.pipeline_config import pipeline_config_from_settings
 
 MAX_CLASSIFIER_DELTA = 1e-4
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--checkpoint", type=Path, help="default: settings.DEEPFAKE_CHECKPOINT")
         parser.add_argument(
             "--runtime",
-            choices=["torch", "onnxruntime"],
+            choices=RUNTIMES,
             help="where our classifier runs; default: settings.DEEPFAKE_RUNTIME",
         )
         parser.add_argument(
