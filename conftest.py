@@ -82,14 +82,9 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from django.test import override_settings
 
     folder = tmp_path_factory.mktemp("model-cache")
-    previous = os.environ.get("DEEPFAKE_MODEL_CACHE")
-    os.environ["DEEPFAKE_MODEL_CACHE"] = str(folder)
-    with override_settings(DEEPFAKE_MODEL_CACHE=folder):
+    with pytest.MonkeyPatch.context() as patch, override_settings(DEEPFAKE_MODEL_CACHE=folder):
+        patch.setenv("DEEPFAKE_MODEL_CACHE", str(folder))
         yield folder
-    if previous is None:
-        del os.environ["DEEPFAKE_MODEL_CACHE"]
-    else:
-        os.environ["DEEPFAKE_MODEL_CACHE"] = previous
 
 
 @pytest.fixture(autouse=True)

@@ -98,14 +98,15 @@ def onnx_forward(
     network: ScoresAndActivations, *, input_size: int, graph_path: Path, num_threads: int
 ) -> OnnxForward:
     """ONNX Runtime over the cached graph, exported first when it is missing or wrong."""
-    reference = TorchForward(network)
+    probe = torch.rand((3, 3, input_size, input_size), generator=torch.Generator().manual_seed(0))
+    expected = TorchForward(network)(probe)
     if graph_path.exists():
         try:
             cached = OnnxForward(graph_path, num_threads=num_threads)
         except (Fail, InvalidGraph, InvalidProtobuf) as error:
             logger.warning("unreadable cached classifier graph %s: %s", graph_path, error)
         else:
-            if _agrees(cached, reference, input_size):
+            if _agrees(cached(probe), expected):
                 return cached
             logger.warning("cached classifier graph %s disagrees with the model", graph_path)
     graph = export_graph(network, input_size=input_size)
@@ -115,7 +116,7 @@ def onnx_forward(
         # A read-only cache costs an export per process start, not the analysis.
         logger.warning("cannot cache the classifier graph at %s: %s", graph_path, error)
     exported = OnnxForward(graph, num_threads=num_threads)
-    if not _agrees(exported, reference, input_size):
+    if not _agrees(exported(probe), expected):
         raise RuntimeError("the ONNX export of the classifier does not reproduce its output")
     return exported
 
@@ -140,10 +141,10 @@ def export_graph(network: ScoresAndActivations, *, input_size: int) -> bytes:
     return program.model_proto.SerializeToString()
 
 
-def _agrees(candidate: ForwardPass, reference: ForwardPass, input_size: int) -> bool:
-    probe = torch.rand((3, 3, input_size, input_size), generator=torch.Generator().manual_seed(0))
-    logits, activations = candidate(probe)
-    expected_logits, expected_activations = reference(probe)
+def _agrees(
+    output: tuple[torch.Tensor, torch.Tensor], expected: tuple[torch.Tensor, torch.Tensor]
+) -> bool:
+    (logits, activations), (expected_logits, expected_activations) = output, expected
     return bool(
         torch.allclose(logits, expected_logits, rtol=0, atol=_LOGIT_TOLERANCE)
         and torch.allclose(
