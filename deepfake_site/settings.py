@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "deepfake_site",
     "detection",
     "moderation",
+    "workbench",
 ]
 
 MIDDLEWARE = [

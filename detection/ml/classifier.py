@@ -18,6 +18,7 @@ from facenet_pytorch.models.inception_resnet_v1 import BasicConv2d
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from detection.ml.card import ModelCard, remove_card, write_card
 from detection.ml.runtime import (
     ForwardPass,
     OnnxOptions,
@@ -25,6 +26,7 @@ from detection.ml.runtime import (
     TorchForward,
     onnx_forward,
 )
+from detection.ml.storage import write_atomically
 
 DEFAULT_INPUT_SIZE = 256
 _LISTED_KEYS = 8
@@ -91,6 +93,32 @@ def file_version(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:12]
+
+
+def save_checkpoint(
+    path: Path,
+    state_dict: dict[str, torch.Tensor],
+    card: ModelCard | None,
+    *,
+    epoch: int = 0,
+    validation_loss: float = math.nan,
+) -> None:
+    """Write weights in the published layout, then their card; each replaced atomically.
+
+    The layout carries the published file's training keys; the optimiser state stays empty,
+    as AdamW's moments would triple the file and serve nobody at run time.
+    """
+    payload = {
+        "model_state_dict": state_dict,
+        "epoch": epoch,
+        "optimizer_state_dict": {},
+        "validation_loss": validation_loss,
+    }
+    write_atomically(Path(path), lambda handle: torch.save(payload, handle))
+    if card is None:
+        remove_card(path)
+    else:
+        write_card(path, card)
 
 
 def load_checkpoint(path: Path) -> LoadedCheckpoint:

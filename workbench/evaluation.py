@@ -17,8 +17,6 @@ import numpy as np
 ECE_BINS = 15
 # The operating points the model card reports: the share of real faces wrongly flagged.
 REPORTED_FPRS = (0.01, 0.05)
-# The plots stored beside a checkpoint, which the model card page serves.
-PLOT_KINDS = ("roc", "reliability")
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -197,13 +195,6 @@ def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndar
         np.r_[0.0, false_positives / reals],
         np.r_[0.0, true_positives / fakes],
     )
-
-
-def plot_path(checkpoint: Path, kind: str) -> Path:
-    """Where a checkpoint's plot of `kind` (roc, reliability) is stored: beside it."""
-    if kind not in PLOT_KINDS:
-        raise ValueError(f"unknown plot {kind!r}")
-    return checkpoint.with_name(f"{checkpoint.stem}.{kind}.png")
 
 
 def plot_roc(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], path: Path, *, title: str) -> None:

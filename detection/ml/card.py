@@ -1,0 +1,268 @@
+"""The model card: what a checkpoint is, how it was measured and what it cannot do.
+
+A card is one JSON file beside its checkpoint (`<stem>.json`), with the checkpoint's plots
+(`<stem>.<kind>.png`). This module is the only place that reads, validates or writes it.
+It imports no torch, so the web process can show a card without loading the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from detection.ml.storage import write_atomically
+
+# Bump when the JSON layout changes; `from_dict` upgrades older layouts it knows.
+CARD_FORMAT = 2
+# The published checkpoint's input size; cards that say nothing mean this.
+DEFAULT_INPUT_SIZE = 256
+# Below this the network's last feature map vanishes.
+MIN_INPUT_SIZE = 75
+# The plots stored beside a checkpoint, which the model card page serves.
+PLOT_KINDS = ("roc", "reliability", "training")
+
+
+class CardError(ValueError):
+    """The model card is unreadable or says something impossible."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    flag: float  # P(fake) at or above this → 'fake'
+    uncertain: float  # P(fake) at or above this (and below flag) → 'uncertain'
+    selection: str = ""  # how they were chosen, and on which faces
+
+
+@dataclass(frozen=True)
+class Calibration:
+    temperature: float = 1.0  # P(fake) = sigmoid(logit / temperature)
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One named measurement of the model, e.g. on a validation split or a test set."""
+
+    title: str
+    metrics: dict[str, Any]  # auc, tpr_at_1_fpr, ece, ... (see workbench.evaluation)
+    note: str = ""  # how it was measured (command, set, what was left out)
+    # False when the set differs in kind from the training data: its numbers then say how
+    # the model does on data it never saw, which the pages warn about.
+    in_domain: bool = True
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    trained: bool
+    input_size: int = DEFAULT_INPUT_SIZE
+    created: str = ""
+    architecture: str = ""
+    source: str = ""  # where the weights came from, when not trained here
+    training_data: dict[str, Any] = field(default_factory=dict)
+    thresholds: Thresholds | None = None
+    calibration: Calibration = field(default_factory=Calibration)
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    # Plain sentences for moderators: what the model catches, and what it misses.
+    summary: list[str] = field(default_factory=list)
+    limitations: list[str] = field(default_factory=list)
+
+    def with_evaluation(self, key: str, evaluation: Evaluation) -> ModelCard:
+        return replace(self, evaluations={**self.evaluations, key: evaluation})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": CARD_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str = "model card") -> ModelCard:
+        """Validate a card's JSON object; CardError names the first problem found."""
+        if not isinstance(data, dict):
+            raise CardError(f"{where} must hold a JSON object")
+        data = _upgraded(dict(data), where)
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise CardError(f"{where}: name must be a non-empty string")
+        trained = data.get("trained", False)
+        if not isinstance(trained, bool):
+            raise CardError(f"{where}: trained must be true or false")
+        input_size = data.get("input_size", DEFAULT_INPUT_SIZE)
+        if not _is_integer(input_size) or input_size < MIN_INPUT_SIZE:
+            raise CardError(f"{where}: input_size must be an integer >= {MIN_INPUT_SIZE}")
+        return cls(
+            name=name,
+            trained=trained,
+            input_size=input_size,
+            created=_text(data, "created", where),
+            architecture=_text(data, "architecture", where),
+            source=_text(data, "source", where),
+            training_data=_object(data, "training_data", where),
+            thresholds=_thresholds(data.get("thresholds"), where),
+            calibration=_calibration(data.get("calibration"), where),
+            evaluations=_evaluations(data.get("evaluations"), where),
+            training=_object(data, "training", where),
+            summary=_sentences(data, "summary", where),
+            limitations=_sentences(data, "limitations", where),
+        )
+
+
+def card_path(checkpoint: Path) -> Path:
+    return Path(checkpoint).with_suffix(".json")
+
+
+def plot_path(checkpoint: Path, kind: str) -> Path:
+    """Where a checkpoint's plot of `kind` is stored: beside it."""
+    if kind not in PLOT_KINDS:
+        raise ValueError(f"unknown plot {kind!r}")
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.{kind}.png")
+
+
+def read_card(checkpoint: Path) -> ModelCard | None:
+    """The card beside `checkpoint`, or None when it has none; CardError when it is bad."""
+    path = card_path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CardError(f"model card {path.name} is not readable JSON: {exc}") from exc
+    return ModelCard.from_dict(data, where=f"model card {path.name}")
+
+
+def write_card(checkpoint: Path, card: ModelCard) -> Path:
+    """Replace the card beside `checkpoint` atomically (readers see the old or the new one)."""
+    path = card_path(checkpoint)
+    # Round-trip through the validator: a card the service would reject is never written.
+    ModelCard.from_dict(card.to_dict(), where=f"model card {path.name}")
+    text = json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n"
+    write_atomically(path, lambda handle: handle.write(text.encode()))
+    return path
+
+
+def remove_card(checkpoint: Path) -> None:
+    """A card left from a previous model would describe the wrong weights."""
+    card_path(checkpoint).unlink(missing_ok=True)
+
+
+def checkpoint_version(checkpoint: Path) -> str:
+    """The checkpoint's short hash: the first 12 hex digits of its file's sha256."""
+    stat = Path(checkpoint).stat()
+    return _file_version(str(checkpoint), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_version(path: str, _mtime_ns: int, _size: int) -> str:
+    # Cached per file state so that a page view does not hash 47 MB every time.
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def _upgraded(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Format 1 (no `format` key) kept measurements and their notes side by side in
+    `metrics` and the threshold selection at the top level."""
+    version = data.pop("format", 1)
+    if version == CARD_FORMAT:
+        return data
+    if version != 1:
+        raise CardError(f"{where}: format {version!r} is newer than this version understands")
+    metrics = data.pop("metrics", None) or {}
+    notes = {key.removesuffix("_note"): value for key, value in metrics.items() if "note" in key}
+    data["evaluations"] = {
+        key: {
+            "title": key.replace("_", " ").capitalize(),
+            "metrics": value,
+            "note": str(notes.get(key) or notes.get("") or ""),
+        }
+        for key, value in metrics.items()
+        if isinstance(value, dict)
+    }
+    if isinstance(data.get("thresholds"), dict) and "threshold_selection" in data:
+        data["thresholds"] = {**data["thresholds"], "selection": data["threshold_selection"]}
+    data.pop("threshold_selection", None)
+    if isinstance(data.get("training_data"), str):
+        data["training_data"] = {"dataset": data["training_data"]}
+    return data
+
+
+def _thresholds(value: object, where: str) -> Thresholds | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not {"flag", "uncertain"} <= set(value):
+        raise CardError(f"{where}: thresholds needs 'flag' and 'uncertain'")
+    flag, uncertain = value["flag"], value["uncertain"]
+    if not (_is_number(flag) and _is_number(uncertain) and 0 <= uncertain <= flag <= 1):
+        raise CardError(f"{where}: thresholds must satisfy 0 <= uncertain <= flag <= 1")
+    return Thresholds(float(flag), float(uncertain), str(value.get("selection") or ""))
+
+
+def _calibration(value: object, where: str) -> Calibration:
+    if value is None:
+        return Calibration()
+    temperature = value.get("temperature") if isinstance(value, dict) else None
+    if not _is_number(temperature) or not temperature > 0:
+        raise CardError(f"{where}: calibration.temperature must be > 0")
+    assert isinstance(value, dict)
+    return Calibration(float(temperature), str(value.get("method") or ""))
+
+
+def _evaluations(value: object, where: str) -> dict[str, Evaluation]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CardError(f"{where}: evaluations must be an object")
+    found = {}
+    for key, entry in value.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+            raise CardError(f"{where}: evaluation {key!r} needs an object of metrics")
+        found[str(key)] = Evaluation(
+            title=str(entry.get("title") or key),
+            metrics=entry["metrics"],
+            note=str(entry.get("note") or ""),
+            in_domain=bool(entry.get("in_domain", True)),
+        )
+    return found
+
+
+def _object(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise CardError(f"{where}: {key} must be an object")
+    return value
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key) or ""
+    if not isinstance(value, str):
+        raise CardError(f"{where}: {key} must be a string")
+    return value
+
+
+def _sentences(data: dict[str, Any], key: str, where: str) -> list[str]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise CardError(f"{where}: {key} must be a list of strings")
+    return list(value)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )

@@ -1,0 +1,84 @@
+"""Train the real/fake classifier (a long, resumable run), then calibrate it into a model."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from workbench.shared_data import shared_data_dir
+
+
+class Command(BaseCommand):
+    help = (
+        "Train InceptionResnetV1 on real faces, their self-blended fakes and DFDC fakes "
+        "(--recipe), saving the whole state every few minutes under --workdir; --resume "
+        "continues a stopped run. --finish turns a run's EMA weights into a calibrated fp16 "
+        "checkpoint with its model card and plots."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--workdir", type=Path, required=True, help="e.g. var/training/mix-128")
+        parser.add_argument("--dfdc", type=Path, help="DFDC face set (default: $DATA_DIR/dfdc_faces)")
+        parser.add_argument(
+            "--utkface", type=Path, help="real photos (default: $DATA_DIR/utkface_faces)"
+        )
+        parser.add_argument(
+            "--samples",
+            type=Path,
+            help="sample frames scored after each epoch, for the curve only (default: "
+            "$DATA_DIR/samples)",
+        )
+        parser.add_argument("--recipe", choices=("mix", "sbi", "dfdc"), default="mix")
+        parser.add_argument("--input-size", type=int, default=128)
+        parser.add_argument("--epochs", type=int, default=12)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+        parser.add_argument("--ema-decay", type=float, default=0.999)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--init", type=Path, help="warm-start from this checkpoint")
+        parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+        parser.add_argument("--device", default="cpu")
+        parser.add_argument("--save-every", type=float, default=10.0, metavar="MINUTES")
+        parser.add_argument(
+            "--stop-after", type=float, metavar="MINUTES", help="save and stop after this long"
+        )
+        parser.add_argument("--resume", action="store_true", help="continue the saved run")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from workbench.training.data import TrainingError
+        from workbench.training.run import RunConfig, train
+
+        data = shared_data_dir()
+        try:
+            config = RunConfig(
+                workdir=options["workdir"],
+                dfdc_dir=options["dfdc"] or data / "dfdc_faces",
+                utkface_dir=options["utkface"] or data / "utkface_faces",
+                samples_dir=options["samples"] or data / "samples",
+                recipe=options["recipe"],
+                input_size=options["input_size"],
+                epochs=options["epochs"],
+                batch_size=options["batch_size"],
+                learning_rate=options["lr"],
+                ema_decay=options["ema_decay"],
+                seed=options["seed"],
+                init=options["init"],
+                threads=options["threads"],
+                device=options["device"],
+                save_every_minutes=options["save_every"],
+                stop_after_minutes=options["stop_after"],
+                command=shlex.join(["python", *sys.argv]),
+            )
+            train(
+                config,
+                resume=options["resume"],
+                progress=not options["no_progress"],
+                log=self.stdout.write,
+            )
+        except TrainingError as exc:
+            raise CommandError(str(exc)) from exc
