@@ -1,12 +1,12 @@
 # Two entry points (README): `make run` and `make test`. Everything else is a helper.
 VENV    := .venv
 PY      := $(VENV)/bin/python
-STAMP   := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+STAMP   := $(VENV)/.installed-$(shell cat requirements*.txt | sha256sum | cut -c1-12)
 PORT    ?= 8000
 
 .PHONY: install run test lint typecheck clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-workbench.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*

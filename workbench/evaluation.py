@@ -268,3 +268,30 @@ def _save(figure: Any, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, format="png")
     _pyplot().close(figure)
+
+
+def plot_training(
+    loss_curve: Sequence[tuple[int, float]],
+    checks: Mapping[str, Sequence[tuple[int, float | None]]],
+    path: Path,
+    *,
+    title: str,
+) -> None:
+    """Training loss and held-out scores against the number of images seen."""
+    pyplot = _pyplot()
+    figure, (top, bottom) = pyplot.subplots(2, 1, figsize=(5.6, 6.0), dpi=110, sharex=True)
+    if loss_curve:
+        seen, loss = zip(*loss_curve, strict=True)
+        top.plot(np.asarray(seen) / 1e6, loss, linewidth=0.8, color="#6b7280")
+    top.set(ylabel="training loss", title=title)
+    top.grid(alpha=0.3)
+    for name, points in checks.items():
+        measured = [(x, y) for x, y in points if y is not None]
+        if measured:
+            seen, values = zip(*measured, strict=True)
+            bottom.plot(np.asarray(seen) / 1e6, values, "o-", markersize=3, label=name)
+    bottom.axhline(0.5, linestyle=":", color="grey", linewidth=1)
+    bottom.set(xlabel="images seen (millions)", ylabel="AUC of the EMA weights", ylim=(0.4, 1.0))
+    bottom.legend(loc="lower right", fontsize=8)
+    bottom.grid(alpha=0.3)
+    _save(figure, path)

@@ -178,7 +178,12 @@ def _upgraded(data: dict[str, Any], where: str) -> dict[str, Any]:
     if version != 1:
         raise CardError(f"{where}: format {version!r} is newer than this version understands")
     metrics = data.pop("metrics", None) or {}
-    notes = {key.removesuffix("_note"): value for key, value in metrics.items() if "note" in key}
+    # "note" described every set; "<set>_note" one set.
+    notes = {
+        key.removesuffix("note").removesuffix("_"): value
+        for key, value in metrics.items()
+        if key.endswith("note")
+    }
     data["evaluations"] = {
         key: {
             "title": key.replace("_", " ").capitalize(),

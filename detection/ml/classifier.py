@@ -1,14 +1,12 @@
-"""The real/fake classifier: checkpoint loading and verification, model card, scoring."""
+"""The real/fake classifier: checkpoints (written, loaded and verified) and scoring."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +16,15 @@ from facenet_pytorch.models.inception_resnet_v1 import BasicConv2d
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from detection.ml.card import ModelCard, remove_card, write_card
+from detection.ml.card import (
+    DEFAULT_INPUT_SIZE,
+    CardError,
+    ModelCard,
+    checkpoint_version,
+    read_card,
+    remove_card,
+    write_card,
+)
 from detection.ml.runtime import (
     ForwardPass,
     OnnxOptions,
@@ -28,7 +34,6 @@ from detection.ml.runtime import (
 )
 from detection.ml.storage import write_atomically
 
-DEFAULT_INPUT_SIZE = 256
 _LISTED_KEYS = 8
 
 
@@ -38,11 +43,11 @@ class CheckpointError(Exception):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    version: str  # first 12 hex digits of the checkpoint file's sha256
+    version: str  # the checkpoint's short hash (see card.checkpoint_version)
     name: str
     trained: bool
     input_size: int
-    card: dict[str, Any]
+    card: ModelCard | None
     flag_threshold: float
     uncertain_threshold: float
 
@@ -52,47 +57,34 @@ class LoadedCheckpoint:
     path: Path
     state_dict: dict[str, torch.Tensor]
     version: str
-    card: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard | None = None
 
     @property
     def input_size(self) -> int:
-        return int(self.card.get("input_size", DEFAULT_INPUT_SIZE))
+        return self.card.input_size if self.card else DEFAULT_INPUT_SIZE
 
     @property
     def temperature(self) -> float:
-        calibration = self.card.get("calibration") or {}
-        return float(calibration.get("temperature", 1.0))
+        return self.card.calibration.temperature if self.card else 1.0
 
     def model_info(self, *, flag_threshold: float, uncertain_threshold: float) -> ModelInfo:
         """Thresholds from the configuration unless the model card sets its own."""
-        thresholds = self.card.get("thresholds") or {}
+        thresholds = self.card.thresholds if self.card else None
         return ModelInfo(
             version=self.version,
-            name=str(self.card.get("name", self.path.stem)),
+            name=self.card.name if self.card else self.path.stem,
             # Without a card nothing says the weights were trained; claim only what is known.
-            trained=bool(self.card.get("trained", False)),
+            trained=bool(self.card and self.card.trained),
             input_size=self.input_size,
             card=self.card,
-            flag_threshold=float(thresholds.get("flag", flag_threshold)),
-            uncertain_threshold=float(thresholds.get("uncertain", uncertain_threshold)),
+            flag_threshold=thresholds.flag if thresholds else flag_threshold,
+            uncertain_threshold=thresholds.uncertain if thresholds else uncertain_threshold,
         )
 
 
 def new_classifier() -> InceptionResnetV1:
     """The seed's architecture, freshly initialised; never `pretrained=`, which downloads."""
     return InceptionResnetV1(pretrained=None, classify=True, num_classes=1).eval()
-
-
-def model_card_path(checkpoint: Path) -> Path:
-    return checkpoint.with_suffix(".json")
-
-
-def file_version(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
 
 
 def save_checkpoint(
@@ -136,8 +128,13 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
     state_dict = _state_dict_from(payload, path)
     _check_against_architecture(state_dict, path)
-    card = _read_model_card(model_card_path(path))
-    return LoadedCheckpoint(path=path, state_dict=state_dict, version=file_version(path), card=card)
+    try:
+        card = read_card(path)
+    except CardError as exc:
+        raise CheckpointError(str(exc)) from exc
+    return LoadedCheckpoint(
+        path=path, state_dict=state_dict, version=checkpoint_version(path), card=card
+    )
 
 
 def verify_checkpoint(path: Path) -> LoadedCheckpoint:
@@ -194,50 +191,6 @@ def _listed(items: list[str]) -> str:
     shown = ", ".join(items[:_LISTED_KEYS])
     more = len(items) - _LISTED_KEYS
     return f"{shown} (and {more} more)" if more > 0 else shown
-
-
-def _read_model_card(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"model card {path} is not readable JSON: {exc}") from exc
-    if not isinstance(card, dict):
-        raise CheckpointError(f"model card {path} must hold a JSON object")
-    _check_card(card, path)
-    return card
-
-
-def _check_card(card: dict[str, Any], path: Path) -> None:
-    input_size = card.get("input_size", DEFAULT_INPUT_SIZE)
-    # Below 75 px the network's last feature map would vanish.
-    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 75:
-        raise CheckpointError(f"model card {path}: input_size must be an integer >= 75")
-    if "trained" in card and not isinstance(card["trained"], bool):
-        raise CheckpointError(f"model card {path}: trained must be true or false")
-    thresholds = card.get("thresholds")
-    if thresholds is not None:
-        if not isinstance(thresholds, dict) or not {"flag", "uncertain"} <= set(thresholds):
-            raise CheckpointError(f"model card {path}: thresholds needs 'flag' and 'uncertain'")
-        flag, uncertain = thresholds["flag"], thresholds["uncertain"]
-        if not all(_is_number(v) for v in (flag, uncertain)) or not 0 <= uncertain <= flag <= 1:
-            raise CheckpointError(
-                f"model card {path}: thresholds must satisfy 0 <= uncertain <= flag <= 1"
-            )
-    calibration = card.get("calibration")
-    if calibration is not None:
-        temperature = calibration.get("temperature") if isinstance(calibration, dict) else None
-        if not _is_number(temperature) or not temperature > 0:
-            raise CheckpointError(f"model card {path}: calibration.temperature must be > 0")
-
-
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 def build_classifier(state_dict: dict[str, torch.Tensor]) -> InceptionResnetV1:

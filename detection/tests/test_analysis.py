@@ -11,22 +11,20 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+from conftest import TEST_FRAMES
 from detection import services
 from detection.models import Face, Submission
 from detection.tests.factories import SubmissionFactory
 
 pytestmark = pytest.mark.django_db
 
-SAMPLES = Path(
-    os.environ.get("SAMPLES_DIR", Path(settings.BASE_DIR).parent / "shared/data/samples")
-)
 
 
 @pytest.fixture
 def two_face_submission(settings: Any, demo_checkpoint: Path) -> Submission:
     settings.DEEPFAKE_CHECKPOINT = str(demo_checkpoint)
     name = default_storage.save(
-        "samples/fake_frame_0.jpg", ContentFile((SAMPLES / "fake_frame_0.jpg").read_bytes())
+        "samples/fake_frame_0.jpg", ContentFile((TEST_FRAMES / "fake_frame_0.jpg").read_bytes())
     )
     return SubmissionFactory.create(image=name, width=1920, height=1080, format="JPEG")
 

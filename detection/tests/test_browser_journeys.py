@@ -18,14 +18,13 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 
-from conftest import REPO_ROOT, WorkerProcess, require_service, screenshot_folder
+from conftest import REPO_ROOT, TEST_FRAMES, WorkerProcess, require_service, screenshot_folder
 from detection.tests.factories import SubmissionFactory, make_analysed
 from moderation.services import review_case_open
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-SAMPLES = Path(os.environ.get("SAMPLES_DIR", REPO_ROOT.parent / "shared/data/samples"))
 PASSWORD = "journey-passphrase-8472"
 CASE_URL = re.compile(r"/moderation/cases/[0-9a-f-]{36}/$")
 
@@ -127,7 +126,7 @@ def test_uploader_signs_up_uploads_and_a_moderator_confirms_the_case(
     uploader.shot("sign-up")
     page.click("button[type=submit]")
     page.click("nav >> text=Upload")
-    page.set_input_files("input[type=file]", str(SAMPLES / "fake_frame_0.jpg"))
+    page.set_input_files("input[type=file]", str(TEST_FRAMES / "fake_frame_0.jpg"))
     expect(page.locator("#chosen-file")).to_contain_text("fake_frame_0.jpg")
     uploader.shot("upload-chosen")
     page.click("#upload-button")

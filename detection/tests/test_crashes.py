@@ -27,7 +27,7 @@ from django.db.models import Count
 from django.test import Client
 from django.urls import reverse
 
-from conftest import WorkerProcess, redis_is_up, require_service
+from conftest import TEST_FRAMES, WorkerProcess, redis_is_up, require_service
 from deepfake_site.celery import app as celery_app
 from detection.models import Submission
 from detection.tasks import analyze_submission, sweep_stuck_submissions
@@ -35,9 +35,6 @@ from detection.tests.factories import SubmissionFactory, UserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-SAMPLES = Path(
-    os.environ.get("SAMPLES_DIR", Path(settings.BASE_DIR).parent / "shared/data/samples")
-)
 # Short, so that the test need not wait ten minutes for the sweeper to give up on a claim. The
 # workers have one pool child, so a sweep never runs beside a live analysis to take it over.
 STALE_AFTER_SECONDS = 3
@@ -111,7 +108,7 @@ def living(pids: list[int]) -> list[int]:
 
 def stored_sample_submission(name: str) -> Submission:
     """A queued submission whose stored image is a real sample frame (with faces)."""
-    data = (SAMPLES / name).read_bytes()
+    data = (TEST_FRAMES / name).read_bytes()
     submission_id = uuid.uuid4()
     image = default_storage.save(f"submissions/{submission_id}/image.jpg", ContentFile(data))
     return SubmissionFactory.create(id=submission_id, image=image, format="JPEG")
@@ -218,7 +215,7 @@ def test_whole_worker_killed_mid_analysis_is_recovered_by_the_sweeper_after_a_re
     client.force_login(UserFactory.create(username="owner"))
     env = worker_env(demo_checkpoint)
     worker = start_worker(queues="inference,celery", env=env)
-    with (SAMPLES / "fake_frame_2.jpg").open("rb") as image:
+    with (TEST_FRAMES / "fake_frame_2.jpg").open("rb") as image:
         response = client.post(reverse("api:submission-list"), {"image": image})
     assert response.status_code == 202, response.content
     submission_id = uuid.UUID(response.json()["id"])

@@ -20,7 +20,6 @@ from detection.ml.classifier import (
     model_card_path,
     verify_checkpoint,
 )
-from detection.ml.seed import SeedPipeline
 
 
 @pytest.fixture(scope="module")
@@ -160,13 +159,3 @@ def test_demo_checkpoint_output_depends_on_the_face(
     assert np.ptp(probabilities) > 0.1
 
 
-def test_batched_classifier_matches_the_seed_on_the_same_crops(
-    demo: LoadedCheckpoint, calibration_crops: torch.Tensor
-) -> None:
-    classifier = FaceClassifier(
-        demo.state_dict, input_size=256, temperature=1.0, device=torch.device("cpu")
-    )
-    seed = SeedPipeline(demo.state_dict)
-    ours = classifier.classify(calibration_crops).probabilities
-    theirs = [seed.score_crop(crop) for crop in calibration_crops]
-    assert np.abs(ours - np.array(theirs)).max() <= 1e-4

@@ -112,22 +112,6 @@ def test_configuration_rejects_inconsistent_thresholds(demo_checkpoint: Path) ->
         PipelineConfig(checkpoint=demo_checkpoint, flag_threshold=0.2, uncertain_threshold=0.4)
 
 
-def test_ml_package_never_imports_django() -> None:
-    offenders = []
-    for module in sorted(ML_PACKAGE.rglob("*.py")):
-        for node in ast.walk(ast.parse(module.read_text(), filename=str(module))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            offenders += [
-                f"{module.name}: {name}" for name in names if name.split(".")[0] == "django"
-            ]
-    assert offenders == []
-
-
 def test_package_and_config_import_without_torch() -> None:
     # `import detection.tasks` must stay light; the models load in the worker, lazily.
     code = (

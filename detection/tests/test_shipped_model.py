@@ -12,7 +12,7 @@ import torch
 from django.conf import settings
 
 from detection.ml.classifier import LoadedCheckpoint, load_checkpoint
-from detection.ml.evaluation import PLOT_KINDS, plot_path
+from detection.ml.card import PLOT_KINDS, plot_path
 
 SHIPPED = Path(settings.BASE_DIR) / "models" / "faceproof-dfdc-160.pth"
 # GitHub refuses files over 100 MB and warns over 50 MB; fp16 weights are about 47 MB.

@@ -18,16 +18,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from conftest import WorkerProcess, redis_is_up, require_service
+from conftest import TEST_FRAMES, WorkerProcess, redis_is_up, require_service
 from detection import services
 from detection.models import Submission
 from detection.tests.factories import SubmissionFactory, UserFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-SAMPLES = Path(
-    os.environ.get("SAMPLES_DIR", Path(settings.BASE_DIR).parent / "shared/data/samples")
-)
 
 
 def wait_for(
@@ -75,7 +72,7 @@ def redis_broker() -> None:
 
 
 def upload_sample(client: Client, name: str) -> Submission:
-    with (SAMPLES / name).open("rb") as image:
+    with (TEST_FRAMES / name).open("rb") as image:
         response = client.post(reverse("detection:upload"), {"image": image})
     assert response.status_code == 302, response.content
     return Submission.objects.get(original_filename=name)
@@ -145,7 +142,7 @@ def test_sweeper_re_enqueues_submissions_the_broker_lost(
     analysis_worker: Callable[[], WorkerProcess], private_media_root: Path
 ) -> None:
     long_ago = timezone.now() - timedelta(seconds=settings.ANALYSIS_STALE_AFTER_SECONDS + 60)
-    image = (SAMPLES / "real_frame_1.jpg").read_bytes()
+    image = (TEST_FRAMES / "real_frame_1.jpg").read_bytes()
     lost_in_queue = SubmissionFactory.create(
         image=default_storage.save("lost/a.jpg", ContentFile(image))
     )

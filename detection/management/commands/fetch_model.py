@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import shutil
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +10,27 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from huggingface_hub import hf_hub_download
 
+from detection.ml.card import Evaluation, ModelCard
+
 from detection.management.checkpoint_output import checkpoint_output
 
-# What is known about the published weights (DESIGN §4), written beside them as the model
-# card so that pages and API responses can say what is running.
-PUBLISHED_MODEL_CARD: dict[str, Any] = {
-    "name": "aaronespasa/deepfake-detection-resnetinceptionv1 epoch 32",
-    "trained": True,
-    "training_data": (
-        "FaceForensics++ DeepFakeDetection (c23) face crops; labels real = 0, fake = 1"
-    ),
-    "metrics": {
-        "validation_accuracy": 0.967,
-        "note": "reported by the authors on a split that shares videos with training",
+# What is known about the published weights, written beside them as their model card so
+# that pages and API responses can say what is running.
+PUBLISHED_MODEL_CARD = ModelCard(
+    name="aaronespasa/deepfake-detection-resnetinceptionv1 epoch 32",
+    trained=True,
+    input_size=256,
+    training_data={
+        "dataset": "FaceForensics++ DeepFakeDetection (c23) face crops; labels real = 0, fake = 1"
     },
-    "input_size": 256,
-}
+    evaluations={
+        "reported": Evaluation(
+            title="Reported by the authors",
+            metrics={"accuracy": 0.967},
+            note="validation accuracy on a split that shares videos with training",
+        )
+    },
+)
 
 
 class Command(BaseCommand):
@@ -48,8 +52,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from detection.ml.classifier import CheckpointError, model_card_path, verify_checkpoint
-        from detection.ml.storage import write_atomically
+        from detection.ml.classifier import CheckpointError, save_checkpoint, verify_checkpoint
 
         output = checkpoint_output(options["output"])
         source: Path = options["source"] or self._download()
@@ -57,23 +60,15 @@ class Command(BaseCommand):
             loaded = verify_checkpoint(source)
         except CheckpointError as exc:
             raise CommandError(f"refusing to install: {exc}") from exc
-
-        with source.open("rb") as checkpoint:
-            write_atomically(output, lambda handle: shutil.copyfileobj(checkpoint, handle))
         if options["source"]:
-            card = loaded.card or None
+            card = loaded.card
         else:
-            card = {**PUBLISHED_MODEL_CARD, "source": self._hub_reference()}
-        card_path = model_card_path(output)
-        if card:
-            text = json.dumps(card, indent=2, sort_keys=True) + "\n"
-            write_atomically(card_path, lambda handle: handle.write(text.encode()))
-        else:
-            # A card left from the previous model would describe the wrong weights.
-            card_path.unlink(missing_ok=True)
-        self.stdout.write(
-            self.style.SUCCESS(f"installed {output} (version {loaded.version}, verified)")
-        )
+            card = dataclasses.replace(PUBLISHED_MODEL_CARD, source=self._hub_reference())
+        # Written anew in the service's own layout (weights only, no optimiser state); a
+        # source without a card leaves none, as an old card would describe other weights.
+        save_checkpoint(output, loaded.state_dict, card)
+        version = verify_checkpoint(output).version
+        self.stdout.write(self.style.SUCCESS(f"installed {output} (version {version}, verified)"))
 
     def _download(self) -> Path:
         repo, filename = settings.DEEPFAKE_HF_REPO, settings.DEEPFAKE_HF_FILENAME

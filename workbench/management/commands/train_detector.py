@@ -47,6 +47,16 @@ class Command(BaseCommand):
             "--stop-after", type=float, metavar="MINUTES", help="save and stop after this long"
         )
         parser.add_argument("--resume", action="store_true", help="continue the saved run")
+        parser.add_argument(
+            "--finish",
+            action="store_true",
+            help="do not train: turn the run's EMA weights into a calibrated model (--output)",
+        )
+        parser.add_argument("--output", type=Path, help="with --finish: the checkpoint to write")
+        parser.add_argument("--name", help="with --finish: the model's name (default: its stem)")
+        parser.add_argument(
+            "--gan", type=Path, help="GAN check set (default: $DATA_DIR/gan_faces), report only"
+        )
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -54,6 +64,9 @@ class Command(BaseCommand):
         from workbench.training.run import RunConfig, train
 
         data = shared_data_dir()
+        if options["finish"]:
+            self._finish(options, data)
+            return
         try:
             config = RunConfig(
                 workdir=options["workdir"],
@@ -82,3 +95,28 @@ class Command(BaseCommand):
             )
         except TrainingError as exc:
             raise CommandError(str(exc)) from exc
+
+    def _finish(self, options: dict[str, Any], data: Path) -> None:
+        from workbench.training.data import TrainingError
+        from workbench.training.report import FinishConfig, finish
+
+        output: Path | None = options["output"]
+        if output is None:
+            raise CommandError("--finish needs --output, the checkpoint to write")
+        config = FinishConfig(
+            workdir=options["workdir"],
+            output=output,
+            dfdc_dir=options["dfdc"] or data / "dfdc_faces",
+            utkface_dir=options["utkface"] or data / "utkface_faces",
+            gan_dir=options["gan"] or data / "gan_faces",
+            samples_dir=options["samples"] or data / "samples",
+            name=options["name"] or output.stem,
+            command=shlex.join(["python", *sys.argv]),
+        )
+        try:
+            card = finish(config, log=self.stdout.write)
+        except TrainingError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"wrote {output} and its model card"))
+        for sentence in card.summary:
+            self.stdout.write(f"- {sentence}")

@@ -9,20 +9,17 @@ its scores mean nothing, and its model card says `trained: false`.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detection.ml.classifier import DEFAULT_INPUT_SIZE, model_card_path, new_classifier
+from detection.ml.card import DEFAULT_INPUT_SIZE, ModelCard
+from detection.ml.classifier import new_classifier
 from detection.ml.faces import FaceDetector, crop_faces
 from detection.ml.images import load_rgb_image
-from detection.ml.storage import write_atomically
 
 _CALIBRATION_BATCH = 8
 
@@ -67,27 +64,15 @@ def demo_state_dict(face_crops: torch.Tensor, *, seed: int = 0) -> dict[str, tor
     return model.eval().state_dict()
 
 
-def demo_model_card(*, crop_count: int, seed: int, source: str) -> dict[str, Any]:
-    return {
-        "name": f"demo-untrained-inception-resnet-v1-seed{seed}",
-        "trained": False,
-        "training_data": (
-            f"none: seeded random weights (seed {seed}); BatchNorm statistics recalibrated on "
-            f"{crop_count} real face crops from {source}. Scores are meaningless."
-        ),
-        "metrics": {},
-        "input_size": DEFAULT_INPUT_SIZE,
-    }
-
-
-def write_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], card: dict[str, Any]) -> None:
-    """Write the published format and its model card, each replaced atomically."""
-    payload = {
-        "model_state_dict": state_dict,
-        "epoch": 0,
-        "optimizer_state_dict": {},
-        "validation_loss": math.nan,  # never validated
-    }
-    write_atomically(path, lambda handle: torch.save(payload, handle))
-    card_text = json.dumps(card, indent=2, sort_keys=True) + "\n"
-    write_atomically(model_card_path(path), lambda handle: handle.write(card_text.encode()))
+def demo_model_card(*, crop_count: int, seed: int, source: str) -> ModelCard:
+    return ModelCard(
+        name=f"demo-untrained-inception-resnet-v1-seed{seed}",
+        trained=False,
+        input_size=DEFAULT_INPUT_SIZE,
+        training_data={
+            "dataset": (
+                f"none: seeded random weights (seed {seed}); BatchNorm statistics recalibrated "
+                f"on {crop_count} real face crops from {source}. Scores are meaningless."
+            )
+        },
+    )

@@ -1,4 +1,4 @@
-"""Time the seed's per-image path against ours on the same images, and check their parity."""
+"""Time the reference pipeline against ours on the same images, and check their parity."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from PIL import Image
 
-from detection.management.commands._samples import samples_dir
+from workbench.shared_data import sample_frames_dir
 from detection.ml.config import RUNTIMES
 from detection.pipeline_config import pipeline_config_from_settings
 
 MAX_CLASSIFIER_DELTA = 1e-4
-# MTCNN's boxes jitter: the seed's own box for a 30-40 px face moves to IoU 0.81-0.87 when
+# MTCNN's boxes jitter: the reference's own box for a 30-40 px face moves to IoU 0.81-0.87 when
 # the same frame is shifted by one to three pixels. So the mean IoU must reach 0.9, and each
 # image only has to find the same face in the same place.
 MIN_MEAN_BOX_IOU = 0.9
@@ -26,8 +26,8 @@ MIN_BOX_IOU = 0.75
 
 class Command(BaseCommand):
     help = (
-        "Run a faithful re-creation of the seed's per-image path and our pipeline on the same "
-        "images with the same weights; print per-image milliseconds, their ratio and parity."
+        "Run the reference pipeline (the original per-image path, re-created) and ours on the "
+        "same images with the same weights; print per-image milliseconds, their ratio and parity."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -51,26 +51,27 @@ class Command(BaseCommand):
         # Heavy imports here, not at module level: `manage.py help` should stay fast.
         from detection.ml.classifier import CheckpointError, load_checkpoint
         from detection.ml.pipeline import Analyzer
-        from detection.ml.seed import SeedPipeline
+        from workbench.reference_pipeline import ReferencePipeline
 
         config = pipeline_config_from_settings()
         if options["checkpoint"]:
             config = dataclasses.replace(config, checkpoint=options["checkpoint"])
         if options["runtime"]:
             config = dataclasses.replace(config, runtime=options["runtime"])
-        images = options["images"] or sorted(samples_dir().glob("*.jpg"), key=_natural_order)
+        samples = sample_frames_dir()
+        images = options["images"] or sorted(samples.glob("*.jpg"), key=_natural_order)
         if not images:
-            raise CommandError(f"no images given and none found in {samples_dir()}")
+            raise CommandError(f"no images given and none found in {samples} (set DATA_DIR)")
         try:
             checkpoint = load_checkpoint(config.checkpoint)
         except CheckpointError as exc:
             raise CommandError(str(exc)) from exc
         analyzer = Analyzer(config)
-        seed = SeedPipeline(checkpoint.state_dict)
+        reference = ReferencePipeline(checkpoint.state_dict)
 
         # One untimed pass of each warms allocator caches and lazy initialisation.
         first = images[0].read_bytes()
-        seed.analyze(_decode(first))
+        reference.analyze(_decode(first))
         analyzer.analyze(first)
 
         self.stdout.write(
@@ -79,75 +80,75 @@ class Command(BaseCommand):
             f"fastest of {options['repeat']} runs per image and path"
         )
         self.stdout.write(
-            f"{'image':<20} {'faces':>5} {'seed ms':>9} {'ours ms':>9} {'ratio':>6} "
+            f"{'image':<20} {'faces':>5} {'ref ms':>9} {'ours ms':>9} {'ratio':>6} "
             f"{'IoU':>6} {'|dP| crop':>10} {'|dP| e2e':>9}"
         )
-        rows = [self._compare(path, seed, analyzer, options["repeat"]) for path in images]
+        rows = [self._compare(path, reference, analyzer, options["repeat"]) for path in images]
         self._summarise(rows)
 
-    def _compare(self, path: Path, seed: Any, analyzer: Any, repeat: int) -> dict[str, Any]:
+    def _compare(self, path: Path, reference: Any, analyzer: Any, repeat: int) -> dict[str, Any]:
         import torch
 
         data = path.read_bytes()
-        seed_ms = ours_ms = float("inf")
+        reference_ms = ours_ms = float("inf")
         # Alternating the two paths exposes both to the same background load; the fastest
         # run of each is the least disturbed measurement of what the code itself costs.
         for _ in range(max(1, repeat)):
             started = time.perf_counter()
-            seed_result = seed.analyze(_decode(data))
-            seed_ms = min(seed_ms, 1000 * (time.perf_counter() - started))
+            reference_result = reference.analyze(_decode(data))
+            reference_ms = min(reference_ms, 1000 * (time.perf_counter() - started))
             started = time.perf_counter()
             ours = analyzer.analyze(data)
             ours_ms = min(ours_ms, 1000 * (time.perf_counter() - started))
 
-        # Parity, outside the timed sections: the seed's classifier and ours on identical
-        # crops (the seed's crop, and every crop of ours through the seed's unbatched path).
+        # Parity, outside the timed sections: the reference's classifier and ours on identical
+        # crops (the reference's crop, and every crop of ours through the reference's unbatched path).
         crop_deltas = []
-        if seed_result.crop is not None:
-            ours_on_seed_crop = analyzer.classifier.classify(seed_result.crop[None])
+        if reference_result.crop is not None:
+            ours_on_reference_crop = analyzer.classifier.classify(reference_result.crop[None])
             crop_deltas.append(
-                abs(float(ours_on_seed_crop.probabilities[0]) - seed_result.fake_probability)
+                abs(float(ours_on_reference_crop.probabilities[0]) - reference_result.fake_probability)
             )
         for face in ours.faces:
             crop = torch.from_numpy(_crop_values(face.crop))
-            crop_deltas.append(abs(seed.score_crop(crop) - face.fake_probability))
+            crop_deltas.append(abs(reference.score_crop(crop) - face.fake_probability))
 
         iou = end_to_end = None
-        if seed_result.box is not None:
-            seed_box = _clipped(seed_result.box, ours.width, ours.height)
-            matches = [(box_iou(seed_box, face.box), face) for face in ours.faces]
+        if reference_result.box is not None:
+            reference_box = _clipped(reference_result.box, ours.width, ours.height)
+            matches = [(box_iou(reference_box, face.box), face) for face in ours.faces]
             if matches:
                 iou, match = max(matches, key=lambda pair: pair[0])
-                end_to_end = abs(match.fake_probability - seed_result.fake_probability)
+                end_to_end = abs(match.fake_probability - reference_result.fake_probability)
             else:
                 iou = 0.0
         row = {
             "image": path.name,
             "faces": len(ours.faces),
-            "seed_ms": seed_ms,
+            "reference_ms": reference_ms,
             "ours_ms": ours_ms,
             "crop_delta": max(crop_deltas, default=0.0),
             "iou": iou,
             "end_to_end": end_to_end,
         }
         self.stdout.write(
-            f"{path.name:<20} {len(ours.faces):>5} {seed_ms:>9.1f} {ours_ms:>9.1f} "
-            f"{seed_ms / ours_ms:>6.2f} {_or_dash(iou, '.3f'):>6} "
+            f"{path.name:<20} {len(ours.faces):>5} {reference_ms:>9.1f} {ours_ms:>9.1f} "
+            f"{reference_ms / ours_ms:>6.2f} {_or_dash(iou, '.3f'):>6} "
             f"{row['crop_delta']:>10.2e} {_or_dash(end_to_end, '.4f'):>9}"
         )
         return row
 
     def _summarise(self, rows: list[dict[str, Any]]) -> None:
-        seed_mean = statistics.fmean(row["seed_ms"] for row in rows)
+        reference_mean = statistics.fmean(row["reference_ms"] for row in rows)
         ours_mean = statistics.fmean(row["ours_ms"] for row in rows)
-        ratios = [row["seed_ms"] / row["ours_ms"] for row in rows]
+        ratios = [row["reference_ms"] / row["ours_ms"] for row in rows]
         ious = [row["iou"] for row in rows if row["iou"] is not None]
         end_to_end = [row["end_to_end"] for row in rows if row["end_to_end"] is not None]
         crop_delta = max(row["crop_delta"] for row in rows)
         self.stdout.write("")
-        self.stdout.write(f"per image, mean: seed {seed_mean:.1f} ms, ours {ours_mean:.1f} ms")
+        self.stdout.write(f"per image, mean: reference {reference_mean:.1f} ms, ours {ours_mean:.1f} ms")
         self.stdout.write(
-            f"speed-up: {seed_mean / ours_mean:.2f}x on the mean, "
+            f"speed-up: {reference_mean / ours_mean:.2f}x on the mean, "
             f"{statistics.median(ratios):.2f}x median per image, {min(ratios):.2f}x worst"
         )
         self.stdout.write(
@@ -156,7 +157,7 @@ class Command(BaseCommand):
         )
         if ious:
             self.stdout.write(
-                f"IoU of the seed's face with ours: min {min(ious):.3f}, "
+                f"IoU of the reference's face with ours: min {min(ious):.3f}, "
                 f"mean {statistics.fmean(ious):.3f} over {len(ious)} images "
                 f"(limits: mean {MIN_MEAN_BOX_IOU}, each {MIN_BOX_IOU})"
             )
@@ -186,7 +187,7 @@ def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 def _decode(data: bytes) -> Image.Image:
-    # The seed received an RGB PIL image; decoding is timed on both sides alike.
+    # The reference received an RGB PIL image; decoding is timed on both sides alike.
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 

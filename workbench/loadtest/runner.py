@@ -2,7 +2,7 @@
 
 One run starts everything production runs (gunicorn, a Celery worker pool, beat with the
 sweeper) on a dedicated PostgreSQL database, migrated fresh, and a dedicated Redis database
-index; drives it with `loadtest/locustfile.py` for a bounded time; waits a bounded time for
+index; drives it with `locustfile.py` beside this module for a bounded time; waits a bounded time for
 the accepted uploads to finish; and reads from the database what happened to every one of
 them. Every process it starts is stopped again, whatever happens.
 """
@@ -43,7 +43,7 @@ from detection.models import Face, Submission
 # The load database is reached through its own alias: the command itself may run on the
 # developer's database, which the run must never touch.
 DATABASE_ALIAS = "loadtest"
-LOCUSTFILE = Path(settings.BASE_DIR) / "loadtest" / "locustfile.py"
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 START_TIMEOUT_SECONDS = 120
 STOP_GRACE_SECONDS = 20
 

@@ -1,9 +1,10 @@
-"""A faithful re-creation of the seed's per-image path, for the benchmark and parity tests.
+"""The reference pipeline: the original notebook's per-image path, re-created faithfully.
 
-The seed (descended from aaronespasa/deepfake-detection) keeps MTCNN's most probable face on
+The benchmark and the parity tests compare the service against it. The original
+(descended from aaronespasa/deepfake-detection) keeps MTCNN's most probable face on
 the full-resolution image, builds a new pytorch_grad_cam GradCAM object for every image,
 back-propagates through the whole network for the heatmap and runs a second forward pass
-for the score. Only the weights' source differs: the seed constructed the network with
+for the score. Only the weights' source differs: the original constructed the network with
 `pretrained="vggface2"` (a download) before loading the checkpoint over every tensor, which
 `new_classifier()` plus the same state dict reproduces offline.
 """
@@ -24,24 +25,24 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from detection.ml.classifier import build_classifier, cam_layer
 
-SEED_INPUT_SIZE = 256
+REFERENCE_INPUT_SIZE = 256
 
 
 @dataclass(frozen=True)
-class SeedResult:
+class ReferenceResult:
     box: tuple[float, float, float, float] | None
     crop: torch.Tensor | None  # (3, 160, 160), values 0-255
     fake_probability: float | None
     cam: np.ndarray | None  # (256, 256) in [0, 1]
-    visualization: np.ndarray | None  # the seed's heatmap picture, (256, 256, 3) uint8
+    visualization: np.ndarray | None  # the original's heatmap picture, (256, 256, 3) uint8
 
 
-class SeedPipeline:
+class ReferencePipeline:
     def __init__(self, state_dict: dict[str, torch.Tensor]) -> None:
         self.mtcnn = MTCNN(select_largest=False, post_process=False).eval()
         self.model = build_classifier(state_dict)
 
-    def analyze(self, image: Image.Image) -> SeedResult:
+    def analyze(self, image: Image.Image) -> ReferenceResult:
         # MTCNN.forward, unrolled only to keep the box it selects for the parity report.
         boxes, probabilities, points = self.mtcnn.detect(image, landmarks=True)
         boxes, probabilities, points = self.mtcnn.select_boxes(
@@ -49,14 +50,14 @@ class SeedPipeline:
         )
         face = self.mtcnn.extract(image, boxes, None)
         if face is None:
-            # The seed raised here ("No face detected"); the benchmark records the miss.
-            return SeedResult(
+            # The original raised here ("No face detected"); the benchmark records the miss.
+            return ReferenceResult(
                 box=None, crop=None, fake_probability=None, cam=None, visualization=None
             )
         crop = face
         face = face.unsqueeze(0)
         face = F.interpolate(
-            face, size=(SEED_INPUT_SIZE, SEED_INPUT_SIZE), mode="bilinear", align_corners=False
+            face, size=(REFERENCE_INPUT_SIZE, REFERENCE_INPUT_SIZE), mode="bilinear", align_corners=False
         )
         prev_face = face.squeeze(0).permute(1, 2, 0).cpu().detach().int().numpy().astype("uint8")
         face = face.to(torch.float32) / 255.0
@@ -71,7 +72,7 @@ class SeedPipeline:
 
         with torch.no_grad():
             output = torch.sigmoid(self.model(face).squeeze(0))
-        return SeedResult(
+        return ReferenceResult(
             box=tuple(float(v) for v in boxes[0]),  # type: ignore[arg-type]
             crop=crop,
             fake_probability=float(output.item()),
@@ -80,10 +81,10 @@ class SeedPipeline:
         )
 
     def score_crop(self, crop: torch.Tensor) -> float:
-        """The seed's classifier alone on one (3, 160, 160) crop: resize, /255, sigmoid."""
+        """The reference classifier alone on one (3, 160, 160) crop: resize, /255, sigmoid."""
         face = F.interpolate(
             crop.unsqueeze(0),
-            size=(SEED_INPUT_SIZE, SEED_INPUT_SIZE),
+            size=(REFERENCE_INPUT_SIZE, REFERENCE_INPUT_SIZE),
             mode="bilinear",
             align_corners=False,
         )

@@ -1,4 +1,4 @@
-"""Load-test the whole service on this machine (logic: detection.loadtest)."""
+"""Load-test the whole service on this machine (logic: workbench.loadtest.runner)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from detection.loadtest import LoadTestConfig, LoadTestError, loadtest_run
-from detection.management.commands._samples import samples_dir
+from workbench.loadtest.runner import LoadTestConfig, LoadTestError, loadtest_run
+from workbench.shared_data import sample_frames_dir
 
 
 class Command(BaseCommand):
     help = (
         "Start gunicorn, a Celery worker pool and beat on a fresh PostgreSQL database and a "
-        "dedicated Redis database, drive them with locust (loadtest/locustfile.py) on "
+        "dedicated Redis database, drive them with locust (workbench/loadtest/locustfile.py) on "
         "127.0.0.1, wait for the accepted uploads to finish, and print throughput, latency, "
         "errors and how many submissions were lost or duplicated (exit status 1 if any)."
     )
@@ -80,7 +80,7 @@ class Command(BaseCommand):
             database_url=options["database_url"],
             redis_url=options["redis_url"],
             checkpoint=checkpoint.resolve(),
-            samples_dir=samples_dir(),
+            samples_dir=sample_frames_dir(),
             runs_dir=options["runs_dir"],
         )
         try:

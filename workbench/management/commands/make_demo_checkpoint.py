@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from detection.management.checkpoint_output import checkpoint_output
-from detection.management.commands._samples import samples_dir
+from workbench.shared_data import sample_frames_dir
 
 
 class Command(BaseCommand):
@@ -27,31 +27,31 @@ class Command(BaseCommand):
         parser.add_argument(
             "--samples",
             type=Path,
-            help="folder of real_frame_*.jpg (default: $SAMPLES_DIR or ../shared/data/samples)",
+            help="folder of real_frame_*.jpg (default: $DATA_DIR/samples, else the test frames)",
         )
         parser.add_argument("--frames", type=int, default=20, help="real frames to use")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from detection.ml.demo_checkpoint import (
+        from workbench.demo_checkpoint import (
             demo_model_card,
             demo_state_dict,
             real_face_crops,
-            write_checkpoint,
         )
+        from detection.ml.classifier import save_checkpoint
         from detection.ml.pipeline import Analyzer, PipelineConfig
 
         output = checkpoint_output(options["output"])
-        folder = options["samples"] or samples_dir()
+        folder = options["samples"] or sample_frames_dir()
         frames = sorted(folder.glob("real_frame_*.jpg"))[: options["frames"]]
         if not frames:
-            raise CommandError(f"no real_frame_*.jpg in {folder} (set SAMPLES_DIR or --samples)")
+            raise CommandError(f"no real_frame_*.jpg in {folder} (set DATA_DIR or --samples)")
         crops = real_face_crops(frames)
         if len(crops) < 2:
             raise CommandError(f"found {len(crops)} face(s) in {len(frames)} frames; need 2+")
         state_dict = demo_state_dict(crops, seed=options["seed"])
         card = demo_model_card(crop_count=len(crops), seed=options["seed"], source=str(folder))
-        write_checkpoint(output, state_dict, card)
+        save_checkpoint(output, state_dict, card)
 
         # Prove the point of the recalibration: scores differ from face to face.
         scores = Analyzer(PipelineConfig(checkpoint=output)).classifier.classify(crops)

@@ -78,8 +78,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--record-as",
             metavar="NAME",
-            help="also store the overall numbers in the checkpoint's model card as "
-            "metrics.NAME, so that the model card page shows how the model did on this set",
+            help="also store the overall numbers in the checkpoint's model card as the "
+            "evaluation NAME, so that the model card page shows how the model did on this set",
+        )
+        parser.add_argument(
+            "--out-of-domain",
+            action="store_true",
+            help="with --record-as: the set differs in kind from the training data (the pages "
+            "then warn that scores on such data are less reliable)",
         )
         parser.add_argument(
             "--plots",
@@ -88,14 +94,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from detection.ml import evaluation
         from detection.ml.classifier import CheckpointError
+        from workbench import evaluation
+        from workbench.training.report import TRAINING_EVALUATIONS
         from detection.ml.images import UnreadableImageError
         from detection.ml.pipeline import get_analyzer
 
         record_as: str | None = options["record_as"]
         # Training's own numbers are what the thresholds were chosen on; never overwrite them.
-        if record_as and (record_as.startswith("validation") or record_as.endswith("note")):
+        if record_as and record_as in TRAINING_EVALUATIONS:
             raise CommandError(f"--record-as {record_as}: that name is reserved for training")
         images = read_labelled_images(options["labels"])
         config = pipeline_config_from_settings()
@@ -172,7 +179,13 @@ class Command(BaseCommand):
             "items": items,
         }
         if record_as:
-            _record_in_card(Path(config.checkpoint), record_as, report, options["labels"])
+            _record_in_card(
+                Path(config.checkpoint),
+                record_as,
+                report,
+                options["labels"],
+                in_domain=not options["out_of_domain"],
+            )
         if options["json"]:
             self.stdout.write(json.dumps(report))
         else:
@@ -212,21 +225,26 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _record_in_card(checkpoint: Path, name: str, report: dict[str, Any], labels_file: Path) -> None:
-    from detection.ml.classifier import model_card_path
-    from detection.ml.storage import write_atomically
+def _record_in_card(
+    checkpoint: Path, name: str, report: dict[str, Any], labels_file: Path, *, in_domain: bool
+) -> None:
+    from detection.ml.card import CardError, Evaluation, read_card, write_card
 
-    card_path = model_card_path(checkpoint)
-    if not card_path.is_file():
+    try:
+        card = read_card(checkpoint)
+    except CardError as exc:
+        raise CommandError(str(exc)) from exc
+    if card is None:
         raise CommandError(f"{checkpoint} has no model card to record the numbers in")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    metrics = card.setdefault("metrics", {})
     sources = ", ".join(sorted(report["per_source"]))
-    metrics[name] = report["metrics"]
-    metrics[f"{name}_note"] = (
-        f"{name}: {report['scored']} images from {labels_file.name} (sources: {sources}) "
-        f"through the full pipeline with `manage.py evaluate_detector`; each image's score is "
-        f"its most suspicious face; left out for want of a face: {report['no_face']}"
+    evaluation = Evaluation(
+        title=name.replace("_", " ").capitalize(),
+        metrics=report["metrics"],
+        note=(
+            f"{report['scored']} images from {labels_file.name} (sources: {sources}) through "
+            "the full pipeline with `manage.py evaluate_detector`; each image's score is its "
+            f"most suspicious face; left out for want of a face: {report['no_face']}"
+        ),
+        in_domain=in_domain,
     )
-    text = json.dumps(card, indent=2, sort_keys=True) + "\n"
-    write_atomically(card_path, lambda handle: handle.write(text.encode()))
+    write_card(checkpoint, card.with_evaluation(name, evaluation))

@@ -1,0 +1,73 @@
+"""From logits to the numbers the service decides with: a temperature and two thresholds.
+
+The temperature makes P(fake) mean what it says on the validation faces. The thresholds
+are set by how many real faces they would wrongly flag, and real photos are the kind of
+image the service sees most: each threshold must respect its false-positive budget on
+held-out real photos AND on the validation video frames, whichever is stricter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from detection.ml.card import Thresholds
+from workbench.evaluation import threshold_at_fpr
+
+# The share of real faces each verdict may wrongly give.
+FAKE_BUDGET = 0.02
+UNCERTAIN_BUDGET = 0.05
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T that minimises the negative log-likelihood of sigmoid(logit / T) (LBFGS on log T)."""
+    logit_tensor = torch.as_tensor(logits, dtype=torch.float64)
+    label_tensor = torch.as_tensor(labels, dtype=torch.float64)
+    log_temperature = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS(
+        [log_temperature], lr=0.5, max_iter=200, line_search_fn="strong_wolfe"
+    )
+
+    def negative_log_likelihood() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(
+            logit_tensor / log_temperature.exp(), label_tensor
+        )
+        loss.backward()
+        return loss
+
+    optimizer.step(negative_log_likelihood)
+    return float(log_temperature.detach().exp())
+
+
+def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(logits) / temperature)), dtype=np.float64)
+
+
+def choose_thresholds(real_sets: Mapping[str, np.ndarray]) -> Thresholds:
+    """`fake` flags at most 2 % and `uncertain` at most 5 % of every set of real faces."""
+    if not real_sets:
+        raise ValueError("thresholds need at least one set of real faces")
+
+    def strictest(budget: float) -> float:
+        return max(
+            # A real face scored exactly 1.0 would push the cut past 1; the card allows 1.
+            min(1.0, threshold_at_fpr(scores, np.zeros(len(scores)), budget))
+            for scores in real_sets.values()
+        )
+
+    flag = strictest(FAKE_BUDGET)
+    uncertain = min(flag, strictest(UNCERTAIN_BUDGET))
+    names = " and ".join(real_sets)
+    return Thresholds(
+        flag=flag,
+        uncertain=uncertain,
+        selection=(
+            f"fake: the lowest calibrated P(fake) that flags at most {FAKE_BUDGET:.0%} of the "
+            f"{names}; uncertain: the same at {UNCERTAIN_BUDGET:.0%}; where the sets disagree "
+            "the stricter cut wins"
+        ),
+    )
