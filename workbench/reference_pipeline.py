@@ -57,7 +57,10 @@ class ReferencePipeline:
         crop = face
         face = face.unsqueeze(0)
         face = F.interpolate(
-            face, size=(REFERENCE_INPUT_SIZE, REFERENCE_INPUT_SIZE), mode="bilinear", align_corners=False
+            face,
+            size=(REFERENCE_INPUT_SIZE, REFERENCE_INPUT_SIZE),
+            mode="bilinear",
+            align_corners=False,
         )
         prev_face = face.squeeze(0).permute(1, 2, 0).cpu().detach().int().numpy().astype("uint8")
         face = face.to(torch.float32) / 255.0

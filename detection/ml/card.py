@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from detection.ml.storage import write_atomically
 
@@ -216,9 +216,8 @@ def _calibration(value: object, where: str) -> Calibration:
     if value is None:
         return Calibration()
     temperature = value.get("temperature") if isinstance(value, dict) else None
-    if not _is_number(temperature) or not temperature > 0:
+    if not isinstance(value, dict) or not _is_number(temperature) or not temperature > 0:
         raise CardError(f"{where}: calibration.temperature must be > 0")
-    assert isinstance(value, dict)
     return Calibration(float(temperature), str(value.get("method") or ""))
 
 
@@ -265,7 +264,7 @@ def _is_integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return (
         isinstance(value, int | float)
         and not isinstance(value, bool)

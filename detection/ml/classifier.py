@@ -83,7 +83,7 @@ class LoadedCheckpoint:
 
 
 def new_classifier() -> InceptionResnetV1:
-    """The seed's architecture, freshly initialised; never `pretrained=`, which downloads."""
+    """The original architecture, freshly initialised; never `pretrained=`, which downloads."""
     return InceptionResnetV1(pretrained=None, classify=True, num_classes=1).eval()
 
 
@@ -157,7 +157,7 @@ def _state_dict_from(payload: object, path: Path) -> dict[str, torch.Tensor]:
     if not_tensors:
         raise CheckpointError(f"{path}: entries that are not tensors: {_listed(not_tensors)}")
     # Shipped weights are stored in fp16 to halve the file; everything downstream (fused
-    # batch norm, Grad-CAM gradient, the seed re-creation) computes in float32.
+    # batch norm, Grad-CAM gradient, the reference pipeline) computes in float32.
     return {
         str(key): value.float() if value.is_floating_point() else value
         for key, value in payload.items()
@@ -203,7 +203,7 @@ def build_classifier(state_dict: dict[str, torch.Tensor]) -> InceptionResnetV1:
 
 
 def model_input(crops: torch.Tensor, *, input_size: int) -> torch.Tensor:
-    """The seed's preprocessing: bilinear resize of the 0-255 crop, then divide by 255.
+    """The original preprocessing: bilinear resize of the 0-255 crop, then divide by 255.
 
     Training uses this same function, so the model learns on exactly what it scores.
     """
@@ -214,7 +214,7 @@ def model_input(crops: torch.Tensor, *, input_size: int) -> torch.Tensor:
 
 
 def cam_layer(model: InceptionResnetV1) -> nn.Module:
-    """The seed's Grad-CAM target: the last convolution of block8's second branch."""
+    """The original Grad-CAM target: the last convolution of block8's second branch."""
     return model.block8.branch1[-1]
 
 
@@ -306,7 +306,7 @@ def logit_gradient_at_cam_layer(model: InceptionResnetV1, input_size: int) -> np
 def _inference_copy(model: InceptionResnetV1) -> InceptionResnetV1:
     # Folding each eval-mode batch norm into its convolution and using channels-last memory
     # lets oneDNN run the network about 1.3x faster on the CPU; the output differs from the
-    # unfused model only by float rounding (~1e-7), far inside the seed-parity tolerance.
+    # unfused model only by float rounding (~1e-7), far inside the parity tolerance.
     fast = copy.deepcopy(model)
     for module in fast.modules():
         if isinstance(module, BasicConv2d):

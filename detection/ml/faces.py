@@ -1,4 +1,5 @@
-"""Face detection: facenet-pytorch's MTCNN networks in a faster cascade, seed-style crops.
+"""Face detection: facenet-pytorch's MTCNN networks in a faster cascade, the reference
+pipeline's crops.
 
 The three MTCNN networks, thresholds, pyramid factor and box arithmetic are facenet-pytorch's
 (`detect_face`). What differs is where the work is done:
@@ -36,7 +37,7 @@ from torchvision.ops import nms, roi_align
 CROP_SIZE = 160
 # MTCNN's P-Net looks at 12-pixel windows: a smaller minimum face would make it upsample.
 _PNET_WINDOW = 12
-# facenet-pytorch's defaults, which the seed used.
+# facenet-pytorch's defaults, which the reference pipeline uses.
 _STAGE_THRESHOLDS = (0.6, 0.7, 0.7)
 _PYRAMID_FACTOR = 0.709
 
@@ -219,10 +220,11 @@ def _area_resized(region: Image.Image, size: int, device: torch.device) -> torch
 
 
 def crop_faces(image: Image.Image, boxes: list[tuple[float, float, float, float]]) -> torch.Tensor:
-    """The seed's crops: (N, 3, 160, 160) float32 with values 0-255, no normalisation.
+    """The reference pipeline's crops: (N, 3, 160, 160) float32 with values 0-255, no normalisation.
 
     facenet's `extract_face` truncates the box to whole pixels inside the image and resizes
-    bilinearly with Pillow; using it keeps our crops identical to the seed's for the same box.
+    bilinearly with Pillow; using it keeps our crops identical to the reference pipeline's
+    for the same box.
     """
     if not boxes:
         return torch.empty((0, 3, CROP_SIZE, CROP_SIZE), dtype=torch.float32)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
@@ -19,14 +17,13 @@ from detection.tests.factories import SubmissionFactory
 pytestmark = pytest.mark.django_db
 
 
-
 @pytest.fixture
 def two_face_submission(settings: Any, demo_checkpoint: Path) -> Submission:
     settings.DEEPFAKE_CHECKPOINT = str(demo_checkpoint)
     name = default_storage.save(
         "samples/fake_frame_0.jpg", ContentFile((TEST_FRAMES / "fake_frame_0.jpg").read_bytes())
     )
-    return SubmissionFactory.create(image=name, width=1920, height=1080, format="JPEG")
+    return SubmissionFactory.create(image=name, width=960, height=540, format="JPEG")
 
 
 def test_analysis_stores_every_face_its_heatmap_and_the_verdict(
@@ -44,7 +41,7 @@ def test_analysis_stores_every_face_its_heatmap_and_the_verdict(
     assert set(submission.timings_ms) >= {"detect", "classify", "total"}
     for face in faces:
         assert face.heatmap.open().read(8).startswith(b"\x89PNG")
-        assert 0 <= face.box_x1 < face.box_x2 <= 1920
+        assert 0 <= face.box_x1 < face.box_x2 <= 960
     assert default_storage.exists(str(submission.overlay.name))
 
 

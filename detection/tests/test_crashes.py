@@ -7,7 +7,6 @@ again, and the conditional-UPDATE claim keeps the results single (§3.6).
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket

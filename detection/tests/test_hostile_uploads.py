@@ -156,19 +156,19 @@ def test_fuzzed_bytes_are_either_accepted_as_a_fresh_image_or_rejected_with_a_co
     check_validation_outcome(data)
 
 
-SEEDS = [image_bytes("PNG"), image_bytes("JPEG"), image_bytes("WEBP")]
+STARTING_POINTS = [image_bytes("PNG"), image_bytes("JPEG"), image_bytes("WEBP")]
 
 
 @given(
-    seed=st.sampled_from(SEEDS),
+    original=st.sampled_from(STARTING_POINTS),
     flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
     cut=st.integers(0, 10_000),
 )
 @hypothesis_settings(max_examples=300, deadline=None)
 def test_mutated_valid_images_never_escape_validation(
-    seed: bytes, flips: list[tuple[int, int]], cut: int
+    original: bytes, flips: list[tuple[int, int]], cut: int
 ) -> None:
-    mutated = bytearray(seed)
+    mutated = bytearray(original)
     for position, value in flips:
         mutated[position % len(mutated)] = value
     check_validation_outcome(bytes(mutated[: max(cut, 8)]))

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from detection.ml.card import card_path
 from detection.ml.classifier import (
     CheckpointError,
     FaceClassifier,
     LoadedCheckpoint,
     load_checkpoint,
-    model_card_path,
     verify_checkpoint,
 )
 
@@ -34,7 +34,7 @@ def _save(path: Path, payload: object) -> Path:
 
 def test_published_format_loads_with_its_model_card(demo: LoadedCheckpoint) -> None:
     assert len(demo.state_dict) == 716
-    assert demo.card["trained"] is False
+    assert demo.card is not None and demo.card.trained is False
     info = demo.model_info(flag_threshold=0.5, uncertain_threshold=0.3)
     assert info.trained is False
     assert info.input_size == 256
@@ -113,7 +113,7 @@ def test_model_card_thresholds_and_calibration_are_used(
         "thresholds": {"flag": 0.8, "uncertain": 0.6},
         "calibration": {"temperature": 2.0},
     }
-    model_card_path(calibrated).write_text(json.dumps(card))
+    card_path(calibrated).write_text(json.dumps(card))
     loaded = load_checkpoint(calibrated)
     info = loaded.model_info(flag_threshold=0.5, uncertain_threshold=0.3)
     assert (info.flag_threshold, info.uncertain_threshold, info.trained) == (0.8, 0.6, True)
@@ -132,10 +132,12 @@ def test_model_card_thresholds_and_calibration_are_used(
     ("card", "problem"),
     [
         ("{not json", "not readable JSON"),
-        ('{"thresholds": {"flag": 0.2, "uncertain": 0.6}}', "uncertain <= flag"),
-        ('{"input_size": "big"}', "input_size"),
-        ('{"calibration": {"temperature": 0}}', "temperature"),
-        ('{"trained": "yes"}', "trained must be true or false"),
+        ('{"name": "m", "thresholds": {"flag": 0.2, "uncertain": 0.6}}', "uncertain <= flag"),
+        ('{"name": "m", "input_size": "big"}', "input_size"),
+        ('{"name": "m", "calibration": {"temperature": 0}}', "temperature"),
+        ('{"name": "m", "trained": "yes"}', "trained must be true or false"),
+        ('{"trained": true}', "name must be a non-empty string"),
+        ('{"format": 9, "name": "m"}', "format 9 is newer"),
     ],
 )
 def test_invalid_model_card_is_refused(
@@ -143,7 +145,7 @@ def test_invalid_model_card_is_refused(
 ) -> None:
     checkpoint = tmp_path / "model.pth"
     checkpoint.symlink_to(demo_checkpoint)
-    model_card_path(checkpoint).write_text(card)
+    card_path(checkpoint).write_text(card)
     with pytest.raises(CheckpointError, match=problem):
         load_checkpoint(checkpoint)
 
@@ -157,5 +159,3 @@ def test_demo_checkpoint_output_depends_on_the_face(
     probabilities = classifier.classify(calibration_crops).probabilities
     assert len(probabilities) >= 3
     assert np.ptp(probabilities) > 0.1
-
-

@@ -17,7 +17,6 @@ from detection.ml.classifier import (
     cam_layer,
     load_checkpoint,
 )
-from detection.ml.gradcam import grad_cam_maps
 from detection.ml.render import BAND_COLOURS, FaceLabel, annotated_image, heatmap_overlay
 
 

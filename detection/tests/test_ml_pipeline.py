@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import io
 import subprocess
 import sys
@@ -29,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_two_faces_found_in_fake_frame_0(analyzer: Analyzer, samples_dir: Path) -> None:
     result = analyzer.analyze(samples_dir / "fake_frame_0.jpg")
     assert result.status == "ok"
-    assert (result.width, result.height) == (1920, 1080)
+    assert (result.width, result.height) == (960, 540)
     assert [face.index for face in result.faces] == [1, 2]
     probabilities = [face.fake_probability for face in result.faces]
     assert result.fake_probability == max(probabilities)
@@ -39,7 +38,7 @@ def test_two_faces_found_in_fake_frame_0(analyzer: Analyzer, samples_dir: Path) 
         assert face.detection_probability >= 0.95
         assert face.crop.size == face.heatmap.size == (160, 160)
         assert len(face.landmarks) == 5
-    assert result.overlay.size == (1920, 1080)
+    assert result.overlay.size == (960, 540)
     assert set(result.timings_ms) == {"decode", "detect", "classify", "explain", "render", "total"}
     assert result.model.trained is False
 
@@ -95,7 +94,7 @@ def test_verdict_bands_follow_the_thresholds(
 
 def test_model_card_thresholds_override_the_configured_ones(analyzer: Analyzer) -> None:
     strict = ModelInfo(
-        version="x", name="x", trained=True, input_size=256, card={},
+        version="x", name="x", trained=True, input_size=256, card=None,
         flag_threshold=0.9, uncertain_threshold=0.7,
     )  # fmt: skip
     assert [verdict_for(p, strict) for p in (0.95, 0.8, 0.6)] == ["fake", "uncertain", "real"]

@@ -26,7 +26,6 @@ from detection.tests.factories import SubmissionFactory, UserFactory
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-
 def wait_for(
     submission_id: uuid.UUID, condition: Callable[[Submission], bool], timeout: float = 180
 ) -> Submission:

@@ -2,9 +2,9 @@
 
 One run starts everything production runs (gunicorn, a Celery worker pool, beat with the
 sweeper) on a dedicated PostgreSQL database, migrated fresh, and a dedicated Redis database
-index; drives it with `locustfile.py` beside this module for a bounded time; waits a bounded time for
-the accepted uploads to finish; and reads from the database what happened to every one of
-them. Every process it starts is stopped again, whatever happens.
+index; drives it with the `locustfile.py` beside this module for a bounded time; waits a
+bounded time for the accepted uploads to finish; and reads from the database what happened
+to every one of them. Every process it starts is stopped again, whatever happens.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from detection.ml import evaluation
+from detection.ml.card import read_card
+from workbench import evaluation
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -187,15 +188,17 @@ def test_evaluate_detector_records_its_numbers_in_the_model_card(
         plots=tmp_path,
         stdout=io.StringIO(),
     )
-    metrics = json.loads((tmp_path / "model.json").read_text())["metrics"]
-    assert metrics["sample_frames"]["count"] == 4
-    assert "left out for want of a face: 1" in metrics["sample_frames_note"]
+    card = read_card(checkpoint)
+    assert card is not None
+    recorded = card.evaluations["sample_frames"]
+    assert recorded.metrics["count"] == 4
+    assert "left out for want of a face: 1" in recorded.note
     with pytest.raises(CommandError, match="reserved"):
         call_command(
             "evaluate_detector",
             labels=_labels_csv(tmp_path, samples_dir),
             checkpoint=checkpoint,
-            record_as="validation",
+            record_as="dfdc_validation",
             plots=tmp_path,
             stdout=io.StringIO(),
         )

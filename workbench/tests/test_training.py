@@ -1,185 +1,344 @@
-"""Training on a tiny labelled set: split, preparation, checkpoint + card, resume, fp16 load."""
+"""Training on tiny face sets made from the test frames: data, crops, self-blending,
+augmentation, a run that is interrupted and resumed, and the model it turns into."""
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from PIL import Image
 
-from detection.ml import training
+from detection.ml.card import plot_path
 from detection.ml.classifier import load_checkpoint
-from detection.ml.evaluation import plot_path
-from detection.ml.training import LabelledCrop, TrainingConfig, TrainingError
+from workbench.training.augment import jittered_crop, middle_crop, photo_damage
+from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
+from workbench.training.calibration import choose_thresholds, fit_temperature
+from workbench.training.crops import CONTEXT_SIZE, context_crop, preparation_detector
+from workbench.training.data import (
+    LabelledFace,
+    TrainingError,
+    read_face_set,
+    split_by_group,
+    split_photos,
+)
+from workbench.training.report import FinishConfig, finish
+from workbench.training.run import RunConfig, train
+
+
+def write_face_set(folder: Path, faces: list[tuple[str, Image.Image, str, str]]) -> Path:
+    """labels.csv and faces/ as the data sets have them; rows are (file, image, label, group)."""
+    (folder / "faces").mkdir(parents=True)
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "label", "group"])
+        for name, image, label, group in faces:
+            image.save(folder / "faces" / name, quality=95)
+            writer.writerow([name, label, group])
+    return folder
+
+
+def tight_faces(crops: torch.Tensor) -> list[Image.Image]:
+    """Face crops made tighter than MTCNN's box and scaled to 224 px, as DFDC's are."""
+    return [
+        Image.fromarray(crop.permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy())
+        .crop((16, 16, 144, 144))
+        .resize((224, 224))
+        for crop in crops
+    ]
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, calibration_crops: torch.Tensor) -> Path:
-    """Real face crops from the sample frames, scaled to DFDC's 224 px and made tighter than
-    MTCNN's box; each face and its mirror form one group (labelled real and fake)."""
-    root = tmp_path_factory.mktemp("dfdc")
-    (root / "faces").mkdir()
-    rows = []
-    for index, crop in enumerate(calibration_crops[:4]):
-        pixels = crop.permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy()
-        face = Image.fromarray(pixels).crop((20, 20, 140, 140)).resize((224, 224))
-        for label, image in (
-            ("real", face),
-            ("fake", face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
-        ):
-            name = f"{label}{index}.jpg"
-            image.save(root / "faces" / name, quality=95)
-            rows.append({"file": name, "label": label, "group": f"video{index}"})
-    with (root / "labels.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "label", "group"])
-        writer.writeheader()
-        writer.writerows(rows)
+def face_sets(tmp_path_factory: pytest.TempPathFactory, calibration_crops: torch.Tensor) -> Path:
+    """A DFDC-like set (each face and its mirror, real and "fake", share a group) and a
+    UTKFace-like set of real photos (each face in a few colourings)."""
+    root = tmp_path_factory.mktemp("face-sets")
+    faces = tight_faces(calibration_crops[:4])
+    write_face_set(
+        root / "dfdc",
+        [
+            row
+            for index, face in enumerate(faces)
+            for row in (
+                (f"real{index}.jpg", face, "real", f"video{index}"),
+                (
+                    f"fake{index}.jpg",
+                    face.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                    "fake",
+                    f"video{index}",
+                ),
+            )
+        ],
+    )
+    write_face_set(
+        root / "utkface",
+        [
+            (
+                f"photo{index}-{tint}.jpg",
+                Image.blend(face, Image.new("RGB", face.size, tint), 0.15),
+                "real",
+                "",
+            )
+            for index, face in enumerate(faces)
+            for tint in ("white", "orange", "navy")
+        ],
+    )
     return root
 
 
-def _config(dataset: Path, tmp_path: Path, **overrides: object) -> TrainingConfig:
-    settings: dict[str, object] = {
-        "data_dir": dataset,
-        "output": tmp_path / "models" / "tiny.pth",
-        "workdir": tmp_path / "work",
+def run_config(face_sets: Path, workdir: Path, **overrides: object) -> RunConfig:
+    values: dict[str, object] = {
+        "workdir": workdir,
+        "dfdc_dir": face_sets / "dfdc",
+        "utkface_dir": face_sets / "utkface",
+        "input_size": 96,
         "epochs": 2,
-        "batch_size": 4,
-        "val_fraction": 0.5,
-        "patience": 5,
+        "batch_size": 8,
         "threads": 1,
-        "command": "test",
         **overrides,
     }
-    return TrainingConfig(**settings)  # type: ignore[arg-type]
+    return RunConfig(**values)  # type: ignore[arg-type]
 
 
-def test_split_never_puts_one_group_on_both_sides() -> None:
-    rows = [LabelledCrop(f"{g}-{label}.jpg", label, f"g{g}") for g in range(40) for label in (0, 1)]
-    train, validation = training.split_by_group(rows, 0.15, seed=3)
-    assert len(validation) == 12 and len(train) == 68
-    assert not {rows[i].group for i in train} & {rows[i].group for i in validation}
-    assert training.split_by_group(rows, 0.15, seed=3) == (train, validation)
+# --- data --------------------------------------------------------------------------------
 
 
-def test_limit_takes_whole_groups() -> None:
-    rows = [LabelledCrop(f"{g}-{label}.jpg", label, f"g{g}") for g in range(40) for label in (0, 1)]
-    chosen = training.limit_by_group(rows, 9, seed=0)
-    assert len(chosen) == 10
-    assert sum(row.label for row in chosen) == 5
+def faces_in(groups: int, per_group: int = 2) -> list[LabelledFace]:
+    return [
+        LabelledFace(Path(f"{g}-{k}.jpg"), k % 2, f"g{g}", "test")
+        for g in range(groups)
+        for k in range(per_group)
+    ]
 
 
-def test_training_crop_goes_through_mtcnn_or_is_counted_as_a_fallback(
-    tiny_dataset: Path,
+def test_split_keeps_every_group_on_one_side_and_is_repeatable() -> None:
+    faces = faces_in(40)
+    kept, held_out = split_by_group(faces, 0.15, seed=3)
+    assert len(held_out) == 12 and len(kept) == 68
+    assert not {faces[i].group for i in kept} & {faces[i].group for i in held_out}
+    assert split_by_group(faces, 0.15, seed=3) == (kept, held_out)
+
+
+def test_photos_split_into_three_disjoint_parts() -> None:
+    photos = faces_in(200, per_group=1)
+    parts = split_photos(photos, seed=0)
+    assert sorted(parts.train + parts.calibration + parts.test) == list(range(200))
+    assert (len(parts.train), len(parts.calibration), len(parts.test)) == (140, 30, 30)
+
+
+def test_face_set_without_groups_makes_each_face_its_own(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text("file,label\na.jpg,real\nb.jpg,real\n")
+    faces = read_face_set(tmp_path, "utkface")
+    assert [face.group for face in faces] == ["a.jpg", "b.jpg"]
+    assert faces[0].path == tmp_path.resolve() / "faces" / "a.jpg"
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        ("file,kind\na.jpg,real\n", r"lacks the columns \['label'\]"),
+        ("file,label\na.jpg,forged\n", r"labels must be real or fake, found \['forged'\]"),
+        ("file,label\n", "lists no faces"),
+    ],
+)
+def test_bad_face_set_is_refused_with_the_reason(tmp_path: Path, labels: str, problem: str) -> None:
+    (tmp_path / "labels.csv").write_text(labels)
+    with pytest.raises(TrainingError, match=problem):
+        read_face_set(tmp_path, "test")
+
+
+# --- crops, blending, augmentation -------------------------------------------------------
+
+
+def test_context_crop_centres_the_detected_face_with_its_landmarks(
+    calibration_crops: torch.Tensor,
 ) -> None:
-    detector = training._new_detector()
-    face = Image.open(tiny_dataset / "faces" / "real0.jpg").convert("RGB")
-    crop, fell_back = training.service_face_crop(face, detector)
-    assert crop.shape == (3, 160, 160) and crop.dtype == np.uint8 and not fell_back
-    blank, fell_back = training.service_face_crop(Image.new("RGB", (224, 224), "grey"), detector)
-    assert fell_back and blank.shape == (3, 160, 160)
+    detector = preparation_detector()
+    crop = context_crop(tight_faces(calibration_crops[:1])[0], detector)
+    assert not crop.missed
+    assert crop.pixels.shape == (CONTEXT_SIZE, CONTEXT_SIZE, 3) and crop.pixels.dtype == np.uint8
+    left_eye, right_eye, nose, mouth_left, mouth_right = crop.landmarks
+    # Inside the service's crop (the middle 160 px), in a face's order from top to bottom.
+    assert ((crop.landmarks > 20) & (crop.landmarks < 180)).all()
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
 
 
-def test_augmentation_keeps_the_crop_shape() -> None:
-    crop = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
+def test_context_crop_of_a_faceless_image_is_counted_as_missed() -> None:
+    crop = context_crop(Image.new("RGB", (224, 224), "grey"), preparation_detector())
+    assert crop.missed and crop.pixels.shape == (CONTEXT_SIZE, CONTEXT_SIZE, 3)
+
+
+def test_mean_shape_lands_on_the_five_landmarks() -> None:
+    landmarks = np.array([[70, 80], [130, 80], [100, 110], [75, 140], [125, 140]], float)
+    shape = face_shape(landmarks)
+    eyes = np.stack([shape[36:42].mean(axis=0), shape[42:48].mean(axis=0)])
+    assert np.abs(eyes - landmarks[:2]).max() < 6
+    assert np.abs(shape[[48, 54]] - landmarks[3:]).max() < 8
+    for kind in MASK_KINDS:
+        mask = face_mask(shape, (200, 200), kind)
+        assert all(mask[round(y), round(x)] == 1 for x, y in landmarks), kind
+        assert mask[5, 5] == 0 and mask[195, 195] == 0, kind
+
+
+def test_self_blend_changes_the_face_inside_its_mask_only(calibration_crops: torch.Tensor) -> None:
+    crop = context_crop(tight_faces(calibration_crops[:1])[0], preparation_detector())
+    for seed in range(8):
+        fake, mask = self_blend(crop.pixels, crop.landmarks, np.random.default_rng(seed))
+        assert fake.shape == crop.pixels.shape and fake.dtype == np.uint8
+        changed = np.abs(fake.astype(int) - crop.pixels.astype(int)).max(axis=2) > 0
+        assert changed.any()
+        # Either the face (inside the mask) or its surroundings were the altered copy: the
+        # other side is untouched.
+        untouched_outside = not changed[mask == 0].any()
+        untouched_inside = not changed[mask >= 0.999].any()
+        assert untouched_outside or untouched_inside
+
+
+def test_augmentation_is_repeatable_and_keeps_the_service_crop_shape() -> None:
+    context = np.random.default_rng(0).integers(0, 256, (CONTEXT_SIZE, CONTEXT_SIZE, 3), np.uint8)
     for seed in range(6):
-        augmented = training.augment_crop(crop, np.random.default_rng(seed))
-        assert augmented.shape == crop.shape and augmented.dtype == np.uint8
+        first = photo_damage(
+            jittered_crop(context, np.random.default_rng(seed)), np.random.default_rng(seed)
+        )
+        again = photo_damage(
+            jittered_crop(context, np.random.default_rng(seed)), np.random.default_rng(seed)
+        )
+        assert first.shape == (160, 160, 3) and first.dtype == np.uint8
+        assert np.array_equal(first, again)
+    assert middle_crop(context).shape == (160, 160, 3)
+
+
+# --- calibration -------------------------------------------------------------------------
 
 
 def test_temperature_fit_undoes_a_known_overconfidence() -> None:
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 2, 4000)
     labels = (rng.random(4000) < 1 / (1 + np.exp(-true_logits))).astype(np.float64)
-    assert training.fit_temperature(3 * true_logits, labels) == pytest.approx(3, rel=0.15)
+    assert fit_temperature(3 * true_logits, labels) == pytest.approx(3, rel=0.15)
 
 
-def test_thresholds_flag_at_most_one_and_five_percent_of_reals() -> None:
-    probabilities = np.r_[np.linspace(0, 0.9, 200), np.linspace(0.5, 1, 200)]
-    labels = np.r_[np.zeros(200), np.ones(200)]
-    thresholds = training.choose_thresholds(probabilities, labels)
-    reals = probabilities[:200]
-    assert thresholds["uncertain"] <= thresholds["flag"] <= 1
-    assert np.mean(reals >= thresholds["flag"]) <= 0.01
-    assert np.mean(reals >= thresholds["uncertain"]) <= 0.05
+def test_thresholds_respect_the_budget_of_every_set_of_real_faces() -> None:
+    frames = np.linspace(0, 0.6, 500)  # video frames: low scores
+    photos = np.linspace(0.2, 0.9, 500)  # photos score higher: they set the stricter cut
+    thresholds = choose_thresholds({"frames": frames, "photos": photos})
+    for reals in (frames, photos):
+        assert np.mean(reals >= thresholds.flag) <= 0.02
+        assert np.mean(reals >= thresholds.uncertain) <= 0.05
+    assert np.mean(photos >= thresholds.flag) > 0.015, "not stricter than it needs to be"
+    assert 0 <= thresholds.uncertain <= thresholds.flag <= 1
+    assert "frames and photos" in thresholds.selection
 
 
-def test_training_writes_fp16_checkpoint_card_and_plots_and_resumes(
-    tiny_dataset: Path, tmp_path: Path
+# --- a whole run -------------------------------------------------------------------------
+
+
+def test_interrupted_run_resumes_to_exactly_the_uninterrupted_weights(
+    face_sets: Path, tmp_path: Path
 ) -> None:
-    config = _config(tiny_dataset, tmp_path)
-
-    class Interrupted(Exception):
-        pass
-
-    def interrupt(record: training.EpochRecord) -> None:
-        raise Interrupted
-
-    with pytest.raises(Interrupted):
-        training.train(config, progress=False, log=lambda _: None, on_epoch_end=interrupt)
-    assert (tmp_path / "work" / "tiny.last.pt").is_file()
-    assert not config.output.exists()
+    straight = train(
+        run_config(face_sets, tmp_path / "straight"),
+        resume=False,
+        progress=False,
+        log=lambda _: None,
+    )
 
     messages: list[str] = []
-    result = training.train(
-        dataclasses.replace(config, resume=True), progress=False, log=messages.append
+    interrupted = run_config(face_sets, tmp_path / "interrupted", stop_after_minutes=0)
+    train(interrupted, resume=False, progress=False, log=messages.append)
+    assert any("continue with --resume" in message for message in messages)
+    assert json.loads(interrupted.history_path.read_text())["next_batch"] == 1
+    resumed = train(
+        run_config(face_sets, tmp_path / "interrupted"),
+        resume=True,
+        progress=False,
+        log=messages.append,
     )
-    assert any("resuming after epoch 1" in message for message in messages)
-    assert [record.epoch for record in result.history] == [1, 2]
 
-    payload = torch.load(config.output, weights_only=True)
-    weights = payload["model_state_dict"]
-    assert weights["logits.weight"].dtype == torch.float16
-    loaded = load_checkpoint(config.output)
-    assert all(
-        value.dtype == torch.float32
-        for value in loaded.state_dict.values()
-        if value.is_floating_point()
-    )
-    card = loaded.card
-    assert card["trained"] is True and card["input_size"] == 160
-    assert "research" in card["training_data"]["licence"]
-    assert card["training"]["epochs_run"] == 2 and card["training"]["command"] == "test"
-    assert 0 <= card["thresholds"]["uncertain"] <= card["thresholds"]["flag"] <= 1
-    assert card["calibration"]["temperature"] > 0
-    assert set(card["metrics"]["validation"]) >= {"auc", "accuracy", "ece", "brier"}
-    assert card["limitations"]
-    for kind in ("roc", "reliability"):
-        assert plot_path(config.output, kind).is_file()
+    assert any("resuming at epoch 1, batch 1" in message for message in messages)
+    assert [record.epoch for record in resumed.progress.epochs] == [1, 2]
+    for key, value in straight.ema.module.state_dict().items():
+        assert torch.equal(value, resumed.ema.module.state_dict()[key]), key
+    assert resumed.progress.images_seen == straight.progress.images_seen
 
 
-def test_resume_refuses_other_settings(tiny_dataset: Path, tmp_path: Path) -> None:
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    saved = {"signature": {**_config(tiny_dataset, tmp_path).resume_signature(), "epochs": 9}}
-    torch.save(saved, workdir / "tiny.last.pt")
-    with pytest.raises(TrainingError, match="epochs"):
-        training.train(
-            _config(tiny_dataset, tmp_path, resume=True), progress=False, log=lambda _: None
+def test_run_refuses_to_overwrite_or_to_resume_with_other_settings(
+    face_sets: Path, tmp_path: Path
+) -> None:
+    config = run_config(face_sets, tmp_path / "run", epochs=1)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(config, resume=True, progress=False, log=lambda _: None)
+    train(config, resume=False, progress=False, log=lambda _: None)
+    with pytest.raises(TrainingError, match="holds a saved run"):
+        train(config, resume=False, progress=False, log=lambda _: None)
+    with pytest.raises(TrainingError, match=r"'learning_rate': \(0.001, 0.01\)"):
+        train(
+            run_config(face_sets, tmp_path / "run", epochs=1, learning_rate=0.01),
+            resume=True,
+            progress=False,
+            log=lambda _: None,
         )
 
 
-def test_train_detector_command_reports_the_validation_numbers(
-    tiny_dataset: Path, tmp_path: Path
+def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
+    face_sets: Path, samples_dir: Path, tmp_path: Path
 ) -> None:
-    stdout = io.StringIO()
-    call_command(
-        "train_detector",
-        data=tiny_dataset,
-        epochs=1,
-        batch_size=4,
-        val_fraction=0.5,
-        limit=8,
-        threads=1,
-        output=tmp_path / "cmd.pth",
-        workdir=tmp_path / "work",
-        no_progress=True,
-        stdout=stdout,
+    config = run_config(face_sets, tmp_path / "run", epochs=1)
+    train(config, resume=False, progress=False, log=lambda _: None)
+    output = tmp_path / "models" / "tiny.pth"
+    card = finish(
+        FinishConfig(
+            workdir=config.workdir,
+            output=output,
+            dfdc_dir=config.dfdc_dir,
+            utkface_dir=config.utkface_dir,
+            gan_dir=face_sets / "dfdc",
+            samples_dir=samples_dir,
+            name="tiny",
+            command="test",
+        ),
+        log=lambda _: None,
     )
-    assert "validation AUC" in stdout.getvalue()
-    assert load_checkpoint(tmp_path / "cmd.pth").card["trained"] is True
+    weights = torch.load(output, weights_only=True)["model_state_dict"]
+    assert weights["logits.weight"].dtype == torch.float16
+    loaded = load_checkpoint(output)
+    assert loaded.card == card and card.trained and card.input_size == 96
+    assert (
+        card.thresholds is not None and 0 <= card.thresholds.uncertain <= card.thresholds.flag <= 1
+    )
+    assert card.calibration.temperature > 0
+    assert set(card.evaluations) == {
+        "dfdc_validation",
+        "utkface_photos",
+        "gan_faces",
+        "sample_frames",
+    }
+    assert card.evaluations["gan_faces"].in_domain is False
+    frames = card.evaluations["sample_frames"]
+    assert frames.note.startswith("14 frames") and frames.metrics["count"] == 13  # one has none
+    assert 0 <= frames.metrics["fakes_flagged"] <= frames.metrics["fakes"] == 6
+    assert any("FaceForensics++" in sentence for sentence in card.summary)
+    assert "non-commercial research" in card.training_data["licence"]
+    assert card.training["command"] == "test" and card.training["epochs_run"] == 1
+    for kind in ("roc", "reliability", "training"):
+        assert plot_path(output, kind).read_bytes().startswith(b"\x89PNG")
+
+
+def test_train_detector_command_needs_an_output_to_finish(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="--finish needs --output"):
+        call_command("train_detector", workdir=tmp_path, finish=True, stdout=io.StringIO())
+    with pytest.raises(CommandError, match="holds no finished epoch"):
+        call_command(
+            "train_detector",
+            workdir=tmp_path,
+            finish=True,
+            output=tmp_path / "m.pth",
+            stdout=io.StringIO(),
+        )

@@ -28,7 +28,11 @@ def jittered_crop(context: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     corner = centre - side / 2
     matrix = np.array([[scale[0], 0, -corner[0] * scale[0]], [0, scale[1], -corner[1] * scale[1]]])
     return cv2.warpAffine(
-        context, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        context,
+        matrix,
+        (CROP_SIZE, CROP_SIZE),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
     )
 
 
@@ -40,7 +44,7 @@ def middle_crop(context: np.ndarray) -> np.ndarray:
 
 def photo_damage(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(H, W, 3) uint8 → the same face as an upload might have left it."""
-    image = face
+    image: np.ndarray = face
     if rng.random() < 0.5:
         image = image[:, ::-1]
     if rng.random() < 0.5:
@@ -59,8 +63,12 @@ def photo_damage(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.7:
         quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
         # OpenCV encodes BGR; flipping keeps JPEG's chroma weights on the right channels.
-        _, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]
+        _, encoded = cv2.imencode(
+            ".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+        assert decoded is not None, "OpenCV decodes what it has just encoded"
+        image = decoded[..., ::-1]
     return np.ascontiguousarray(image)
 
 

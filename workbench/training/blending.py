@@ -125,7 +125,9 @@ def elastic(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         for _ in range(2)
     ]
     fields = [field / (np.abs(field).max() + 1e-6) * alpha for field in fields]
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x, grid_y = np.meshgrid(
+        np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+    )
     return cv2.remap(mask, grid_x + fields[0], grid_y + fields[1], cv2.INTER_LINEAR)
 
 
@@ -139,7 +141,9 @@ def soften(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # Blur once and keep only what stayed fully inside, then blur that: the soft edge lies
     # inside the face outline, so the blend never leaks into the background as a hard step.
     inside = cv2.GaussianBlur(mask, (_odd(rng, side // 30, side // 10),) * 2, 0) > 0.99
-    softened = cv2.GaussianBlur(inside.astype(np.float32), (_odd(rng, side // 30, side // 8),) * 2, 0)
+    softened = cv2.GaussianBlur(
+        inside.astype(np.float32), (_odd(rng, side // 30, side // 8),) * 2, 0
+    )
     peak = softened.max()
     return softened / peak if peak > 0 else softened
 
@@ -150,7 +154,7 @@ def _odd(rng: np.random.Generator, low: int, high: int) -> int:
 
 def perturbed(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The same face as another rendering of it might look: colour, sharpness, geometry."""
-    image = face.astype(np.float32)
+    image: np.ndarray = face.astype(np.float32)
     # Colour: a shift per RGB channel, then hue, saturation and value.
     image += rng.uniform(-20, 20, 3).astype(np.float32)
     hsv = cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(
@@ -171,13 +175,18 @@ def perturbed(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     height, width = face.shape[:2]
     if rng.random() < 0.5:
         scale = rng.uniform(0.4, 0.9)
-        small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+        )
         image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     # A small translation (up to 3 % of the side) and rescaling (0.95-1.05).
     scale = rng.uniform(0.95, 1.05)
     shift = rng.uniform(-0.03, 0.03, 2) * [width, height]
     matrix = np.array(
-        [[scale, 0, (1 - scale) * width / 2 + shift[0]], [0, scale, (1 - scale) * height / 2 + shift[1]]]
+        [
+            [scale, 0, (1 - scale) * width / 2 + shift[0]],
+            [0, scale, (1 - scale) * height / 2 + shift[1]],
+        ]
     )
     image = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
     return np.clip(image, 0, 255)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from detection.ml.faces import CROP_SIZE, FaceDetector, crop_faces
 from detection.ml.images import load_rgb_image
-from workbench.training.data import LabelledFace, TrainingError
+from workbench.training.data import LabelledFace
 
 # Bump when the preparation below changes, so that a stale cache is never reused.
 PREPARATION_VERSION = 2

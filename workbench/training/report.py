@@ -74,7 +74,10 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         for key, value in load_checkpoint(ema).state_dict.items()
     }
     data = load_training_data(
-        config.dfdc_dir, config.utkface_dir, cache_root=config.workdir.parent / "cache", progress=False
+        config.dfdc_dir,
+        config.utkface_dir,
+        cache_root=config.workdir.parent / "cache",
+        progress=False,
     )
     score = _scorer(shipped, input_size=run["input_size"])
     validation = data.dfdc_validation
@@ -90,12 +93,17 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
             "held-out UTKFace photos (calibration part)": photos_calibration_p,
         }
     )
-    log(f"temperature {temperature:.3f}; thresholds fake {thresholds.flag:.4f}, uncertain {thresholds.uncertain:.4f}")
+    log(
+        f"temperature {temperature:.3f}; thresholds: fake {thresholds.flag:.4f}, "
+        f"uncertain {thresholds.uncertain:.4f}"
+    )
 
     evaluations = {
         DFDC_VALIDATION: Evaluation(
             title="DFDC validation faces (held-out source videos)",
-            metrics=evaluation.metrics(validation_p, validation_labels, threshold=thresholds.flag).as_dict(),
+            metrics=evaluation.metrics(
+                validation_p, validation_labels, threshold=thresholds.flag
+            ).as_dict(),
             note=(
                 f"{len(validation)} faces of the DFDC videos held out by group (15 %, seed 0), "
                 "through the service's scorer with the shipped fp16 weights; the temperature and, "
@@ -114,7 +122,9 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
     curves = {"DFDC validation": (validation_p, validation_labels)}
     if config.gan_dir is not None and config.gan_dir.is_dir():
         gan_faces = read_face_set(config.gan_dir, "gan")
-        gan_cache = prepare_faces(gan_faces, cache_root=config.workdir.parent / "cache", workers=2, progress=False)
+        gan_cache = prepare_faces(
+            gan_faces, cache_root=config.workdir.parent / "cache", workers=2, progress=False
+        )
         gan_p = calibrated(score(gan_cache, list(range(len(gan_faces)))), temperature)
         gan_labels = np.array([face.label for face in gan_faces], dtype=np.float64)
         evaluations[GAN_FACES] = Evaluation(
@@ -141,7 +151,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         thresholds=thresholds,
         calibration=Calibration(
             temperature=temperature,
-            method="temperature scaling fitted by LBFGS on the DFDC validation faces' log-likelihood",
+            method="temperature scaling fitted by LBFGS on the DFDC validation faces",
         ),
         evaluations=evaluations,
         training=_training_facts(history, config.command),
@@ -155,9 +165,15 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
             Evaluation(
                 title="FaceForensics++ video frames (another source of face swaps)",
                 metrics={
-                    **evaluation.metrics(frames_p, frames_labels, threshold=thresholds.flag).as_dict(),
-                    "fakes_flagged": int(((frames_p >= thresholds.flag) & (frames_labels == 1)).sum()),
-                    "reals_flagged": int(((frames_p >= thresholds.flag) & (frames_labels == 0)).sum()),
+                    **evaluation.metrics(
+                        frames_p, frames_labels, threshold=thresholds.flag
+                    ).as_dict(),
+                    "fakes_flagged": int(
+                        ((frames_p >= thresholds.flag) & (frames_labels == 1)).sum()
+                    ),
+                    "reals_flagged": int(
+                        ((frames_p >= thresholds.flag) & (frames_labels == 0)).sum()
+                    ),
                 },
                 note=frames_note,
                 in_domain=False,
@@ -168,12 +184,17 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
     write_card(config.output, card)
     evaluation.plot_roc(curves, plot_path(config.output, "roc"), title=f"{config.name}: ROC")
     evaluation.plot_reliability(
-        validation_p, validation_labels, plot_path(config.output, "reliability"), title="calibrated, DFDC validation"
+        validation_p,
+        validation_labels,
+        plot_path(config.output, "reliability"),
+        title="calibrated, DFDC validation",
     )
     evaluation.plot_training(
         [tuple(point) for point in history["loss_curve"]],
         {
-            name: [(record["images_seen"], record["checks"].get(key)) for record in history["epochs"]]
+            name: [
+                (record["images_seen"], record["checks"].get(key)) for record in history["epochs"]
+            ]
             for name, key in (
                 ("DFDC validation", "dfdc_validation_auc"),
                 ("photo self-blends", "photo_blend_auc"),
@@ -193,7 +214,10 @@ def _scorer(
 ) -> Callable[[FaceCache, list[int]], np.ndarray]:
     """Logits of cached faces through the service's own classifier (float32, folded BN)."""
     classifier = FaceClassifier(
-        {key: value.float() if value.is_floating_point() else value for key, value in state_dict.items()},
+        {
+            key: value.float() if value.is_floating_point() else value
+            for key, value in state_dict.items()
+        },
         input_size=input_size,
         temperature=1.0,
         device=torch.device("cpu"),
@@ -227,7 +251,9 @@ def _sample_frames(checkpoint: Path, folder: Path) -> tuple[np.ndarray, np.ndarr
     frames = sorted(folder.glob("*_frame_*.jpg"))
     scored = [(analyzer.analyze(path), int(path.name.startswith("fake"))) for path in frames]
     with_face = [(result.fake_probability, label) for result, label in scored if result.faces]
-    probabilities, labels = (np.array(values, dtype=np.float64) for values in zip(*with_face, strict=True))
+    probabilities, labels = (
+        np.array(values, dtype=np.float64) for values in zip(*with_face, strict=True)
+    )
     note = (
         f"{len(frames)} frames of FaceForensics++ DeepFakeDetection videos ({int(labels.sum())} "
         f"fake) through the full pipeline (detection, crops, scoring); each frame's score is its "
@@ -257,7 +283,8 @@ def _training_data(data: TrainingData, recipe: str) -> dict[str, Any]:
         "mtcnn_fallbacks": int(data.cache.missed.sum()),
         "split": (
             "DFDC by source video (group), 85 % / 15 %, seed 0: no video and no fake of it on "
-            "both sides. UTKFace by photo, 70 % training, 15 % for the thresholds, 15 % to check them"
+            "both sides. UTKFace by photo: 70 % training, 15 % to set the thresholds, 15 % to "
+            "check them"
         ),
         "preparation": (
             "each face through the service's MTCNN detector (padded by reflection); a context "
@@ -308,7 +335,7 @@ def _with_summary(card: ModelCard) -> ModelCard:
     photos = card.evaluations[UTKFACE_PHOTOS].metrics
     sentences.append(
         f"On ordinary photos of real people ({photos['count']} held-out photos), it wrongly says "
-        f"\"Likely manipulated\" for {_percent(photos['flagged_fake'])} and \"Uncertain\" or "
+        f'"Likely manipulated" for {_percent(photos["flagged_fake"])} and "Uncertain" or '
         f"worse for {_percent(photos['flagged_uncertain'])}."
     )
     if SAMPLE_FRAMES in card.evaluations:
@@ -326,7 +353,7 @@ def _with_summary(card: ModelCard) -> ModelCard:
             f"StyleGAN faces its AUC is {gan['auc']:.2f} (0.5 is chance)."
         )
     sentences.append(
-        "A score is a reason to look, never proof: \"No manipulation found\" means the model "
+        'A score is a reason to look, never proof: "No manipulation found" means the model '
         "saw nothing, not that the photo is authentic."
     )
     return dataclasses.replace(card, summary=sentences)
@@ -347,7 +374,6 @@ LIMITATIONS = [
     "It judges one still face crop at a time; it cannot use motion, audio or several frames.",
     "Small faces (under about 60 pixels), faces in profile, covered, heavily filtered or many "
     "times re-compressed faces make its scores unreliable.",
-    "A score is an estimate for human review, never proof that a photo was or was not "
-    "manipulated.",
+    "A score is an estimate for human review, never proof that a photo was or was not manipulated.",
     "Research licence: DFDC and UTKFace may be used for non-commercial research only.",
 ]

@@ -268,8 +268,12 @@ def logits_of(
     outputs = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
         for start in range(0, len(crops), _EVALUATION_BATCH):
-            batch = model_input(crops[start : start + _EVALUATION_BATCH].to(device), input_size=input_size)
-            outputs.append(model(batch.contiguous(memory_format=torch.channels_last)).reshape(-1).float().cpu())
+            batch = model_input(
+                crops[start : start + _EVALUATION_BATCH].to(device), input_size=input_size
+            )
+            outputs.append(
+                model(batch.contiguous(memory_format=torch.channels_last)).reshape(-1).float().cpu()
+            )
     return torch.cat(outputs).numpy().astype(np.float64) if outputs else np.zeros(0)
 
 
@@ -288,7 +292,9 @@ def development_checks(
     checks: dict[str, float | None] = {
         "dfdc_validation_auc": roc_auc(dfdc, sets.dfdc_labels),
         "dfdc_validation_loss": float(
-            F.binary_cross_entropy_with_logits(torch.from_numpy(dfdc), torch.from_numpy(sets.dfdc_labels.astype(np.float64)))
+            F.binary_cross_entropy_with_logits(
+                torch.from_numpy(dfdc), torch.from_numpy(sets.dfdc_labels.astype(np.float64))
+            )
         ),
         "photo_blend_auc": roc_auc(blends, sets.blend_labels),
         "sample_frames_auc": None,
@@ -431,7 +437,10 @@ def train(
     if resume and not config.state_path.is_file():
         raise TrainingError(f"nothing to resume: {config.state_path} does not exist")
     data = load_training_data(
-        config.dfdc_dir, config.utkface_dir, cache_root=config.workdir.parent / "cache", progress=progress
+        config.dfdc_dir,
+        config.utkface_dir,
+        cache_root=config.workdir.parent / "cache",
+        progress=progress,
     )
     units = recipe_units(data, config.recipe)
     entries = [entry for unit in units for entry in unit]
@@ -440,7 +449,8 @@ def train(
     positive_weight = (len(entries) - fakes) / fakes
     log(
         f"recipe {config.recipe} ({RECIPES[config.recipe]}): {len(entries)} images per epoch, "
-        f"{len(entries) - fakes} real and {fakes} fake; missed by MTCNN: {int(data.cache.missed.sum())}"
+        f"{len(entries) - fakes} real and {fakes} fake; "
+        f"missed by MTCNN: {int(data.cache.missed.sum())}"
     )
     dataset = TrainingFaces(data.cache, entries, config.seed)
     steps = len(epoch_batches(units, batch_size=config.batch_size, seed=config.seed, epoch=0))
@@ -467,6 +477,9 @@ def train(
             # the network; more would only take cores from it.
             num_workers=1,
             prefetch_factor=4,
+            # Its own generator: starting a loader must not draw from the global random state,
+            # which drives dropout and is saved with the run (a resumed run would drift).
+            generator=torch.Generator().manual_seed(config.seed),
         )
         epoch_loss, epoch_images, epoch_started = 0.0, 0, time.monotonic()
         window: list[float] = []
@@ -507,7 +520,9 @@ def train(
             train_loss=epoch_loss / max(epoch_images, 1),
             learning_rate=run.learning_rate,
             images_per_second=epoch_images / max(seconds, 1e-9),
-            checks=development_checks(run.ema.module, checks, input_size=config.input_size, device=device),
+            checks=development_checks(
+                run.ema.module, checks, input_size=config.input_size, device=device
+            ),
         )
         run.progress.epochs.append(record)
         run.progress.epoch, run.progress.next_batch = epoch, 0
@@ -515,8 +530,9 @@ def train(
         run.save()
         last_save = time.monotonic()
         log(
-            f"epoch {epoch}: loss {record.train_loss:.4f}, {record.images_per_second:.1f} images/s; "
-            "EMA: " + ", ".join(f"{k} {_shown(v)}" for k, v in record.checks.items())
+            f"epoch {epoch}: loss {record.train_loss:.4f}, "
+            f"{record.images_per_second:.1f} images/s; EMA: "
+            + ", ".join(f"{k} {_shown(v)}" for k, v in record.checks.items())
         )
     return run
 

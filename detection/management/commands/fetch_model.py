@@ -10,9 +10,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from huggingface_hub import hf_hub_download
 
-from detection.ml.card import Evaluation, ModelCard
-
 from detection.management.checkpoint_output import checkpoint_output
+from detection.ml.card import Evaluation, ModelCard
 
 # What is known about the published weights, written beside them as their model card so
 # that pages and API responses can say what is running.

@@ -12,9 +12,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from PIL import Image
 
-from workbench.shared_data import sample_frames_dir
 from detection.ml.config import RUNTIMES
 from detection.pipeline_config import pipeline_config_from_settings
+from workbench.shared_data import sample_frames_dir
 
 MAX_CLASSIFIER_DELTA = 1e-4
 # MTCNN's boxes jitter: the reference's own box for a 30-40 px face moves to IoU 0.81-0.87 when
@@ -102,12 +102,15 @@ class Command(BaseCommand):
             ours_ms = min(ours_ms, 1000 * (time.perf_counter() - started))
 
         # Parity, outside the timed sections: the reference's classifier and ours on identical
-        # crops (the reference's crop, and every crop of ours through the reference's unbatched path).
+        # crops (the reference's crop, and each crop of ours through its unbatched path).
         crop_deltas = []
         if reference_result.crop is not None:
             ours_on_reference_crop = analyzer.classifier.classify(reference_result.crop[None])
             crop_deltas.append(
-                abs(float(ours_on_reference_crop.probabilities[0]) - reference_result.fake_probability)
+                abs(
+                    float(ours_on_reference_crop.probabilities[0])
+                    - reference_result.fake_probability
+                )
             )
         for face in ours.faces:
             crop = torch.from_numpy(_crop_values(face.crop))
@@ -146,7 +149,9 @@ class Command(BaseCommand):
         end_to_end = [row["end_to_end"] for row in rows if row["end_to_end"] is not None]
         crop_delta = max(row["crop_delta"] for row in rows)
         self.stdout.write("")
-        self.stdout.write(f"per image, mean: reference {reference_mean:.1f} ms, ours {ours_mean:.1f} ms")
+        self.stdout.write(
+            f"per image, mean: reference {reference_mean:.1f} ms, ours {ours_mean:.1f} ms"
+        )
         self.stdout.write(
             f"speed-up: {reference_mean / ours_mean:.2f}x on the mean, "
             f"{statistics.median(ratios):.2f}x median per image, {min(ratios):.2f}x worst"

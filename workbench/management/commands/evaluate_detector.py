@@ -95,10 +95,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from detection.ml.classifier import CheckpointError
-        from workbench import evaluation
-        from workbench.training.report import TRAINING_EVALUATIONS
         from detection.ml.images import UnreadableImageError
         from detection.ml.pipeline import get_analyzer
+        from workbench import evaluation
+        from workbench.training.report import TRAINING_EVALUATIONS
 
         record_as: str | None = options["record_as"]
         # Training's own numbers are what the thresholds were chosen on; never overwrite them.

@@ -33,13 +33,13 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from detection.ml.classifier import save_checkpoint
+        from detection.ml.pipeline import Analyzer, PipelineConfig
         from workbench.demo_checkpoint import (
             demo_model_card,
             demo_state_dict,
             real_face_crops,
         )
-        from detection.ml.classifier import save_checkpoint
-        from detection.ml.pipeline import Analyzer, PipelineConfig
 
         output = checkpoint_output(options["output"])
         folder = options["samples"] or sample_frames_dir()

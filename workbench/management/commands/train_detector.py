@@ -22,7 +22,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--workdir", type=Path, required=True, help="e.g. var/training/mix-128")
-        parser.add_argument("--dfdc", type=Path, help="DFDC face set (default: $DATA_DIR/dfdc_faces)")
+        parser.add_argument(
+            "--dfdc", type=Path, help="DFDC face set (default: $DATA_DIR/dfdc_faces)"
+        )
         parser.add_argument(
             "--utkface", type=Path, help="real photos (default: $DATA_DIR/utkface_faces)"
         )
