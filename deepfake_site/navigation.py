@@ -9,7 +9,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest
 from django.urls import reverse
 
-from moderation.permissions import REVIEW_CASES
+from moderation.rules import user_is_reviewer
 
 UserLike = User | AnonymousUser
 
@@ -26,10 +26,6 @@ def _signed_in(user: UserLike) -> bool:
     return bool(user.is_authenticated)
 
 
-def _moderator(user: UserLike) -> bool:
-    return bool(user.is_authenticated and (user.is_staff or user.has_perm(REVIEW_CASES)))
-
-
 def _staff(user: UserLike) -> bool:
     return bool(user.is_authenticated and user.is_staff)
 
@@ -43,7 +39,7 @@ NAV_ENTRIES = (
         "moderation:queue",
         "Moderation queue",
         "Review flagged photos, decide, and audit decisions.",
-        _moderator,
+        lambda user: user_is_reviewer(user=user),
     ),
     NavEntry(
         "detection:model-card",

@@ -10,7 +10,7 @@ import uuid
 
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -21,7 +21,7 @@ from detection import services
 from detection.models import Face, Submission
 from moderation import services as moderation_services
 from moderation.models import ReviewCase
-from moderation.permissions import REVIEW_CASES
+from moderation.rules import REVIEW_CASES
 
 
 def thumbnail_html(submission_id: uuid.UUID) -> SafeString:
@@ -174,7 +174,8 @@ class SubmissionAdmin(admin.ModelAdmin):
                 f"{without_case} submission(s) have no review case to reopen.",
                 messages.WARNING,
             )
-        reopen_decided_cases(self, request, ReviewCase.objects.filter(submission__in=queryset))
+        cases = ReviewCase.objects.filter(submission__in=queryset)
+        reopen_cases(self, request, cases)
 
 
 @admin.register(Face)
@@ -220,23 +221,21 @@ class FaceAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, face.submission.original_filename)
 
 
-def reopen_decided_cases(
+def reopen_cases(
     model_admin: admin.ModelAdmin, request: HttpRequest, cases: QuerySet[ReviewCase]
 ) -> None:
-    """Shared by the submission and review-case admins: reopen each decided case."""
+    """The submission and review-case admins' reopen action: the service, then the tally."""
     user = request.user
     if not isinstance(user, User):
         raise PermissionDenied
-    reopened, skipped = 0, 0
-    for case in cases:
-        try:
-            moderation_services.review_case_reopen(case=case, user=user)
-            reopened += 1
-        except ValidationError:
-            skipped += 1
-    if reopened:
-        model_admin.message_user(request, f"Reopened {reopened} case(s).", messages.SUCCESS)
-    if skipped:
+    result = moderation_services.review_case_reopen_many(cases=cases, user=user)
+    if result.changed:
         model_admin.message_user(
-            request, f"Skipped {skipped} case(s) that were not decided.", messages.WARNING
+            request, f"Reopened {len(result.changed)} case(s).", messages.SUCCESS
+        )
+    if result.refused:
+        model_admin.message_user(
+            request,
+            f"Skipped {len(result.refused)} case(s) that were not decided.",
+            messages.WARNING,
         )

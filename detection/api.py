@@ -14,35 +14,25 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import APIException, Throttled, ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from detection import selectors, services
+from detection import selectors
+from detection.forms import SubmissionFilterForm
 from detection.models import Face, Submission
-from detection.throttling import rate_limited_message, upload_rate_exceeded
-from detection.uploads import (
-    LENGTH_REQUIRED_MESSAGE,
-    body_length_missing,
-    upload_was_too_large,
-)
-from detection.validation import UploadRejected
+from detection.upload_gate import UploadRefused, upload_accept
 from moderation.selectors import submission_outcome
 
 
-class UploadRejectedError(APIException):
-    status_code = status.HTTP_400_BAD_REQUEST
+class UploadRefusedError(APIException):
+    """An upload gate refusal as an API error: its status, code and message."""
 
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail=detail, code=code)
-
-
-class LengthRequired(APIException):
-    status_code = status.HTTP_411_LENGTH_REQUIRED
-    default_detail = LENGTH_REQUIRED_MESSAGE
-    default_code = "length_required"
+    def __init__(self, refusal: UploadRefused) -> None:
+        super().__init__(detail=refusal.message, code=refusal.code.value)
+        self.status_code = refusal.status
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -200,9 +190,8 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
         }
 
     def get_queue_position(self, submission: Submission) -> int | None:
-        if submission.status != Submission.Status.QUEUED:
-            return None
-        return selectors.submission_queue_position(submission=submission)
+        # Annotated by selectors.submissions_with_results; None unless queued.
+        return submission.queued_before  # type: ignore[attr-defined]
 
 
 class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
@@ -212,11 +201,17 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
     parser_classes = [MultiPartParser]
 
     def get_queryset(self) -> Any:
-        return selectors.submission_list_for_user(
-            user=self.request.user,  # type: ignore[arg-type]
-            status=self.request.query_params.get("status", ""),
-            verdict=self.request.query_params.get("verdict", ""),
-        ).prefetch_related("faces")
+        # The web page's filter form: the same choices, the same errors.
+        filters = SubmissionFilterForm(self.request.query_params)
+        if not filters.is_valid():
+            raise ValidationError({name: list(errors) for name, errors in filters.errors.items()})
+        return selectors.submissions_with_results(
+            selectors.submission_list_for_user(
+                user=self.request.user,  # type: ignore[arg-type]
+                status=filters.cleaned_data["status"],
+                verdict=filters.cleaned_data["verdict"],
+            )
+        )
 
     @extend_schema(
         parameters=[
@@ -238,26 +233,14 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
         responses={202: SubmissionSerializer, 200: SubmissionSerializer},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        if body_length_missing(request._request):
-            raise LengthRequired()
-        if upload_rate_exceeded(request._request):
-            raise Throttled(detail=rate_limited_message())
-        uploaded = request.FILES.get("image")  # parses the body, running the upload handler
-        if upload_was_too_large(request._request):
-            raise UploadRejectedError("file_too_large", _too_large_detail())
-        if uploaded is None:
-            raise UploadRejectedError(
-                "missing_image", "Send the photo in the multipart field `image`."
-            )
         try:
-            outcome = services.submission_create(
-                uploader=request.user,  # type: ignore[arg-type]
-                data=uploaded.read(),
-                filename=uploaded.name or "",
-            )
-        except UploadRejected as rejection:
-            raise UploadRejectedError(rejection.code, rejection.message) from None
-        serializer = self.get_serializer(outcome.submission)
+            outcome = upload_accept(request._request, user=request.user)  # type: ignore[arg-type]
+        except UploadRefused as refusal:
+            raise UploadRefusedError(refusal) from None
+        submission = selectors.submissions_with_results(
+            Submission.objects.filter(id=outcome.submission.id)
+        ).get()
+        serializer = self.get_serializer(submission)
         return Response(
             serializer.data,
             status=status.HTTP_202_ACCEPTED if outcome.created else status.HTTP_200_OK,
@@ -271,15 +254,12 @@ class SubmissionRetrieve(generics.RetrieveAPIView[Submission]):
     serializer_class = SubmissionSerializer
 
     def get_object(self) -> Submission:
-        submission = selectors.submission_get_for_user(
-            submission_id=self.kwargs["submission_id"], user=self.request.user
+        visible = selectors.submissions_visible_to(user=self.request.user)
+        submission = (
+            selectors.submissions_with_results(visible)
+            .filter(id=self.kwargs["submission_id"])
+            .first()
         )
         if submission is None:
             raise Http404
         return submission
-
-
-def _too_large_detail() -> str:
-    from django.conf import settings
-
-    return f"The file is larger than the {settings.UPLOAD_MAX_BYTES / 1_000_000:g} MB limit."

@@ -5,27 +5,53 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import QuerySet
+from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subquery, When
+from django.db.models.functions import Coalesce
 
 from detection.models import Submission
-from moderation.permissions import REVIEW_CASES
+from moderation.rules import user_is_reviewer
 
 
-def user_sees_every_submission(user: User | AnonymousUser) -> bool:
+def submissions_visible_to(*, user: User | AnonymousUser) -> QuerySet[Submission]:
     """Moderators and staff may open any submission; uploaders only their own."""
-    return bool(user.is_authenticated and (user.is_staff or user.has_perm(REVIEW_CASES)))
+    if not user.is_authenticated:
+        return Submission.objects.none()
+    if user_is_reviewer(user=user):
+        return Submission.objects.all()
+    return Submission.objects.filter(uploader=user)
 
 
 def submission_get_for_user(
     *, submission_id: uuid.UUID, user: User | AnonymousUser
 ) -> Submission | None:
     """The submission if this user may see it; None otherwise (callers answer 404)."""
-    if not user.is_authenticated:
-        return None
-    submissions = Submission.objects.select_related("uploader")
-    if not user_sees_every_submission(user):
-        submissions = submissions.filter(uploader=user)
+    submissions = submissions_visible_to(user=user).select_related("uploader")
     return submissions.filter(id=submission_id).first()
+
+
+def submissions_with_results(submissions: QuerySet[Submission]) -> QuerySet[Submission]:
+    """What the API shows of each submission, loaded with the list in a fixed number of
+    queries: faces, review case, and `queued_before` (the queue position when queued)."""
+    queued_before = (
+        Submission.objects.filter(
+            status=Submission.Status.QUEUED, queued_at__lt=OuterRef("queued_at")
+        )
+        .order_by()
+        .values("status")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    return (
+        submissions.select_related("review_case")
+        .prefetch_related("faces")
+        .annotate(
+            queued_before=Case(
+                When(status=Submission.Status.QUEUED, then=Coalesce(Subquery(queued_before), 0)),
+                default=None,
+                output_field=IntegerField(),
+            )
+        )
+    )
 
 
 def submission_list_for_user(

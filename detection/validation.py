@@ -13,6 +13,7 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from enum import StrEnum
 
 from PIL import Image, UnidentifiedImageError
 
@@ -27,13 +28,31 @@ ALLOWED_FORMATS: dict[str, tuple[str, str, dict[str, object]]] = {
 THUMBNAIL_SIZE = (320, 320)
 
 
+class RejectionCode(StrEnum):
+    """Why an upload was refused, for machines (API clients, tests); people get a message."""
+
+    LENGTH_REQUIRED = "length_required"
+    RATE_LIMITED = "throttled"
+    MISSING_IMAGE = "missing_image"
+    EMPTY_FILE = "empty_file"
+    FILE_TOO_LARGE = "file_too_large"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    ANIMATED_IMAGE = "animated_image"
+    CORRUPT_IMAGE = "corrupt_image"
+
+
 class UploadRejected(Exception):
     """The upload cannot be accepted; `code` is for machines, the message for people."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: RejectionCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def too_large_message(max_bytes: int) -> str:
+    return f"The file is larger than the {max_bytes / 1_000_000:g} MB limit."
 
 
 @dataclass(frozen=True)
@@ -51,11 +70,9 @@ class ValidatedImage:
 
 def validate_image_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> ValidatedImage:
     if not data:
-        raise UploadRejected("empty_file", "The file is empty.")
+        raise UploadRejected(RejectionCode.EMPTY_FILE, "The file is empty.")
     if len(data) > max_bytes:
-        raise UploadRejected(
-            "file_too_large", f"The file is larger than the {_megabytes(max_bytes)} limit."
-        )
+        raise UploadRejected(RejectionCode.FILE_TOO_LARGE, too_large_message(max_bytes))
     with warnings.catch_warnings():
         # Pillow only warns about decompression bombs below twice its own limit.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -79,27 +96,27 @@ def _open_allowed(data: bytes, *, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UploadRejected("too_many_pixels", "The image has too many pixels.") from None
+        raise _too_many_pixels() from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise UploadRejected(
-            "unsupported_format", "This is not a JPEG, PNG or WebP image we can read."
+            RejectionCode.UNSUPPORTED_FORMAT, "This is not a JPEG, PNG or WebP image we can read."
         ) from None
     width, height = image.size
     if width * height > max_pixels:
         raise UploadRejected(
-            "too_many_pixels",
+            RejectionCode.TOO_MANY_PIXELS,
             f"The image is {width} x {height} pixels; the limit is "
             f"{max_pixels / 1_000_000:g} megapixels.",
         )
     if getattr(image, "n_frames", 1) > 1:
-        raise UploadRejected("animated_image", "Animated images are not supported.")
+        raise UploadRejected(RejectionCode.ANIMATED_IMAGE, "Animated images are not supported.")
     try:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UploadRejected("too_many_pixels", "The image has too many pixels.") from None
+        raise _too_many_pixels() from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise UploadRejected(
-            "corrupt_image", "The image is damaged or incomplete and cannot be decoded."
+            RejectionCode.CORRUPT_IMAGE, "The image is damaged or incomplete and cannot be decoded."
         ) from None
     return image
 
@@ -121,5 +138,6 @@ def _thumbnail(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _megabytes(byte_count: int) -> str:
-    return f"{byte_count / 1_000_000:g} MB"
+def _too_many_pixels() -> UploadRejected:
+    # Pillow found the image too large before we could read its size.
+    return UploadRejected(RejectionCode.TOO_MANY_PIXELS, "The image has too many pixels.")

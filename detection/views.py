@@ -11,7 +11,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
@@ -22,25 +21,14 @@ from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from detection import selectors, services
+from deepfake_site.http import SignedInRequest
+from detection import selectors
 from detection.forms import SubmissionFilterForm, UploadForm
 from detection.models import Face, Submission
-from detection.throttling import rate_limited_message, upload_rate_exceeded
-from detection.uploads import (
-    LENGTH_REQUIRED_MESSAGE,
-    body_length_missing,
-    upload_was_too_large,
-)
-from detection.validation import UploadRejected
+from detection.upload_gate import UploadRefused, upload_accept
 from moderation.selectors import submission_outcome
 
 MediaView = Callable[..., HttpResponseBase]
-
-
-class SignedInRequest(HttpRequest):
-    """What a view behind login_required receives."""
-
-    user: User
 
 
 def login_or_token_required(view: MediaView) -> MediaView:
@@ -70,30 +58,25 @@ def _get_submission_for_user(request: HttpRequest, submission_id: uuid.UUID) -> 
 @login_required
 @require_http_methods(["GET", "POST"])
 def upload(request: SignedInRequest) -> HttpResponse:
-    if request.method == "POST" and body_length_missing(request):
-        context = _upload_context(UploadForm(), refusal=LENGTH_REQUIRED_MESSAGE)
-        return render(request, "detection/upload.html", context, status=411)
-    if request.method == "POST" and upload_rate_exceeded(request):
-        context = _upload_context(UploadForm(), refusal=rate_limited_message())
-        return render(request, "detection/upload.html", context, status=429)
-    if request.method == "POST":
-        form = UploadForm(
-            request.POST, request.FILES, upload_too_large=upload_was_too_large(request)
-        )
-        if form.is_valid():
-            uploaded = form.cleaned_data["image"]
-            try:
-                outcome = services.submission_create(
-                    uploader=request.user, data=uploaded.read(), filename=uploaded.name or ""
-                )
-            except UploadRejected as rejection:
-                form.add_error("image", rejection.message)
-            else:
-                if not outcome.created:
-                    messages.info(request, "You already uploaded this image; here is its analysis.")
-                return redirect("detection:submission-detail", submission_id=outcome.submission.id)
+    if request.method != "POST":
+        return render(request, "detection/upload.html", _upload_context(UploadForm()))
+    try:
+        outcome = upload_accept(request, user=request.user)
+    except UploadRefused as refusal:
+        form = UploadForm(data={})
+        if refusal.status in (411, 429):
+            # Nothing about the file itself: the request as a whole was refused.
+            return render(
+                request,
+                "detection/upload.html",
+                _upload_context(form, refusal=refusal.message),
+                status=refusal.status,
+            )
+        form.add_error("image", refusal.message)
         return render(request, "detection/upload.html", _upload_context(form), status=400)
-    return render(request, "detection/upload.html", _upload_context(UploadForm()))
+    if not outcome.created:
+        messages.info(request, "You already uploaded this image; here is its analysis.")
+    return redirect("detection:submission-detail", submission_id=outcome.submission.id)
 
 
 @login_required

@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from detection.admin import reopen_decided_cases, thumbnail_html
+from detection.admin import reopen_cases, thumbnail_html
 from moderation.models import ReviewCase, ReviewEvent
-from moderation.permissions import REVIEW_CASES
+from moderation.rules import REVIEW_CASES
 
 
 class ReviewEventInline(admin.TabularInline):
@@ -43,7 +43,7 @@ class ReviewCaseAdmin(admin.ModelAdmin):
         "submission_link",
         "uploader",
         "state",
-        "band",
+        "verdict",
         "fake_probability",
         "face_count",
         "priority",
@@ -53,7 +53,7 @@ class ReviewCaseAdmin(admin.ModelAdmin):
         "decided_at",
     )
     list_display_links = ("thumbnail_preview",)
-    list_filter = ("state", "band", "opened_at", "decided_at")
+    list_filter = ("state", "verdict", "opened_at", "decided_at")
     search_fields = ("submission__uploader__username", "=submission__sha256")
     list_select_related = ("submission__uploader", "claimed_by", "decided_by")
     date_hierarchy = "opened_at"
@@ -65,7 +65,7 @@ class ReviewCaseAdmin(admin.ModelAdmin):
         "submission_link",
         "uploader",
         "state",
-        "band",
+        "verdict",
         "fake_probability",
         "face_count",
         "priority",
@@ -109,7 +109,7 @@ class ReviewCaseAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reopen review case", permissions=["reopen"])
     def reopen_case(self, request: HttpRequest, queryset: QuerySet[ReviewCase]) -> None:
-        reopen_decided_cases(self, request, queryset)
+        reopen_cases(self, request, queryset)
 
 
 @admin.register(ReviewEvent)

@@ -10,6 +10,7 @@ from django.http import QueryDict
 
 from detection.models import Submission
 from moderation.models import Decision, ReviewCase, ReviewEvent
+from moderation.rules import review_case_note_problem, review_case_note_required
 from moderation.selectors import (
     AGE_FILTERS,
     LOG_KINDS,
@@ -17,12 +18,9 @@ from moderation.selectors import (
     STATE_OPEN,
     LogFilters,
     QueueFilters,
-    review_case_note_required,
 )
 
-BAND_CHOICES = [("", "Any band"), *Submission.Verdict.choices]
-NOTE_REQUIRED = "A note is required when the decision goes against the model's band."
-ESCALATION_NOTE_REQUIRED = "Tell staff why you escalate this case."
+VERDICT_CHOICES = [("", "Any verdict"), *Submission.Verdict.choices]
 
 
 def _note_field() -> forms.CharField:
@@ -35,7 +33,7 @@ def _note_field() -> forms.CharField:
 
 class QueueFilterForm(forms.Form):
     state = forms.ChoiceField(choices=STATE_FILTERS, required=False)
-    band = forms.ChoiceField(choices=BAND_CHOICES, required=False, label="Model band")
+    verdict = forms.ChoiceField(choices=VERDICT_CHOICES, required=False, label="Model verdict")
     min_probability = forms.IntegerField(
         min_value=0, max_value=100, required=False, label="P(fake) from %"
     )
@@ -59,7 +57,7 @@ class QueueFilterForm(forms.Form):
         low, high = data.get("min_probability"), data.get("max_probability")
         return QueueFilters(
             state=data.get("state") or STATE_OPEN,
-            band=data.get("band") or "",
+            verdict=data.get("verdict") or "",
             min_probability=low / 100 if low is not None else None,
             max_probability=high / 100 if high is not None else None,
             age=data.get("age") or "",
@@ -86,14 +84,12 @@ class DecisionForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         decision = cleaned.get("decision")
-        note = (cleaned.get("note") or "").strip()
-        if (
-            decision
-            and not note
-            and review_case_note_required(band=self.case.band, decision=decision)
-        ):
-            message = ESCALATION_NOTE_REQUIRED if decision == Decision.ESCALATE else NOTE_REQUIRED
-            self.add_error("note", message)
+        if decision:
+            problem = review_case_note_problem(
+                verdict=self.case.verdict, decision=decision, note=cleaned.get("note") or ""
+            )
+            if problem:
+                self.add_error("note", problem)
         return cleaned
 
 
@@ -120,14 +116,14 @@ class BulkDecisionForm(forms.Form):
             owing = [
                 case
                 for case in cases
-                if review_case_note_required(band=case.band, decision=decision)
+                if review_case_note_required(verdict=case.verdict, decision=decision)
             ]
             if owing:
                 # All or nothing: a batch never half-applies because some cases owed a note.
                 self.add_error(
                     "note",
                     f"{len(owing)} of the selected cases need a note for this decision "
-                    "(it goes against the model's band, or it escalates).",
+                    "(it goes against the model's verdict, or it escalates).",
                 )
         return cleaned
 
@@ -145,7 +141,7 @@ class DecisionLogFilterForm(forms.Form):
         empty_label="Anyone",
     )
     kind = forms.ChoiceField(required=False, label="Decision")
-    band = forms.ChoiceField(choices=BAND_CHOICES, required=False, label="Model band")
+    verdict = forms.ChoiceField(choices=VERDICT_CHOICES, required=False, label="Model verdict")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -179,5 +175,5 @@ class DecisionLogFilterForm(forms.Form):
             until=data.get("until"),
             moderator=moderator.username if moderator else "",
             kind=data.get("kind") or "",
-            band=data.get("band") or "",
+            verdict=data.get("verdict") or "",
         )

@@ -16,7 +16,7 @@ from detection.models import Submission
 class ReviewCase(models.Model):
     """One per submission the model flagged: the moderators' unit of work.
 
-    The band, probability and face count are a snapshot of the analysis that a moderator
+    The verdict, probability and face count are a snapshot of the analysis that a moderator
     judges; they are refreshed while the case is open and frozen once it is decided, so the
     metrics compare each decision with what the model said at the time.
     """
@@ -41,7 +41,7 @@ class ReviewCase(models.Model):
         max_length=10, choices=State.choices, default=State.PENDING, db_index=True
     )
     priority = models.PositiveIntegerField(default=0)
-    band = models.CharField(max_length=10, choices=Submission.Verdict.choices)
+    verdict = models.CharField(max_length=10, choices=Submission.Verdict.choices)
     fake_probability = models.FloatField()
     face_count = models.PositiveSmallIntegerField(default=0)
     opened_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from detection.models import Submission
 from moderation.models import Decision, ReviewCase, ReviewEvent
-from moderation.selectors import (
-    review_case_note_required,
+from moderation.rules import (
+    review_case_note_problem,
     review_case_queue_order,
     review_case_refusal,
     review_case_states_actionable,
@@ -30,7 +30,7 @@ from moderation.selectors import (
 )
 
 FLAGGED_VERDICTS = (Submission.Verdict.FAKE, Submission.Verdict.UNCERTAIN)
-BANDS = tuple(Submission.Verdict.values)
+VERDICTS = tuple(Submission.Verdict.values)
 
 # Priority weights. The model's probability dominates (0-100); every face beyond the first
 # adds 5 (a group photo harms more people; at most +20); every earlier submission of the
@@ -59,7 +59,7 @@ def review_case_open(*, submission: Submission) -> ReviewCase | None:
     """
     existing = ReviewCase.objects.filter(submission=submission).first()
     if existing is not None:
-        if existing.is_open and submission.verdict in BANDS:
+        if existing.is_open and submission.verdict in VERDICTS:
             ReviewCase.objects.filter(pk=existing.pk, state__in=ReviewCase.OPEN_STATES).update(
                 **_snapshot(submission)
             )
@@ -198,11 +198,9 @@ def review_case_decide(
         refusal = review_case_refusal(case=current, user=user, decision=decision, now=now)
         if refusal:
             raise ValidationError(refusal, code="refused")
-        if review_case_note_required(band=current.band, decision=decision) and not note:
-            raise ValidationError(
-                "A note is required when the decision goes against the model.",
-                code="note_required",
-            )
+        problem = review_case_note_problem(verdict=current.verdict, decision=decision, note=note)
+        if problem:
+            raise ValidationError(problem, code="note_required")
         updated = (
             ReviewCase.objects.filter(
                 pk=case.pk,
@@ -228,7 +226,9 @@ def review_case_decide(
 
 @dataclass
 class BulkResult:
-    decided: list[ReviewCase] = field(default_factory=list)
+    """What one action on many cases did: the cases it changed, and the others with why."""
+
+    changed: list[ReviewCase] = field(default_factory=list)
     refused: list[tuple[ReviewCase, str]] = field(default_factory=list)
 
 
@@ -244,7 +244,7 @@ def review_case_decide_bulk(
     result = BulkResult()
     for case in cases:
         try:
-            result.decided.append(
+            result.changed.append(
                 review_case_decide(case=case, user=user, decision=decision, note=note)
             )
         except ValidationError as error:
@@ -261,7 +261,7 @@ def review_case_reopen(*, case: ReviewCase, user: User, note: str = "") -> Revie
     now = timezone.now()
     with transaction.atomic():
         submission = Submission.objects.get(pk=case.submission_id)
-        snapshot = _snapshot(submission) if submission.verdict in BANDS else {}
+        snapshot = _snapshot(submission) if submission.verdict in VERDICTS else {}
         reopened = ReviewCase.objects.filter(
             pk=case.pk, state__in=ReviewCase.DECIDED_STATES
         ).update(
@@ -285,6 +285,19 @@ def review_case_reopen(*, case: ReviewCase, user: User, note: str = "") -> Revie
     return case
 
 
+def review_case_reopen_many(
+    *, cases: Iterable[ReviewCase], user: User, note: str = ""
+) -> BulkResult:
+    """Reopen each decided case (the admins' bulk action); undecided ones are reported."""
+    result = BulkResult()
+    for case in cases:
+        try:
+            result.changed.append(review_case_reopen(case=case, user=user, note=note))
+        except ValidationError as error:
+            result.refused.append((case, " ".join(error.messages)))
+    return result
+
+
 def _snapshot(submission: Submission) -> dict[str, Any]:
     face_count = submission.faces.count()
     fake_probability = submission.fake_probability or 0.0
@@ -301,7 +314,7 @@ def _snapshot(submission: Submission) -> dict[str, Any]:
         + min(_RECORD_WEIGHT * confirmed_fakes, _RECORD_CAP)
     )
     return {
-        "band": submission.verdict,
+        "verdict": submission.verdict,
         "fake_probability": fake_probability,
         "face_count": face_count,
         "priority": priority,

@@ -13,13 +13,11 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import (
     Http404,
-    HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseBase,
@@ -30,7 +28,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from moderation import selectors, services
+from deepfake_site.http import SignedInRequest
+from moderation import rules, selectors, services
 from moderation.forms import (
     BulkDecisionForm,
     DecisionForm,
@@ -38,6 +37,7 @@ from moderation.forms import (
     QueueFilterForm,
     ReleaseForm,
 )
+from moderation.metrics import moderation_metrics
 from moderation.models import Decision, ReviewCase, ReviewEvent
 
 PAGE_SIZE = 25
@@ -64,25 +64,17 @@ def reviewer_required(view: View) -> View:
     """Anonymous visitors go to the log-in page; signed-in non-moderators get 403."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    def wrapped(request: SignedInRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        if not selectors.user_is_reviewer(user=request.user):
+        if not rules.user_is_reviewer(user=request.user):
             raise PermissionDenied
         return view(request, *args, **kwargs)
 
     return wrapped
 
 
-def _reviewer(request: HttpRequest) -> User:
-    user = request.user
-    if not isinstance(user, User) or not selectors.user_is_reviewer(user=user):
-        raise PermissionDenied
-    return user
-
-
-def _get_case_for_reviewer(request: HttpRequest, case_id: uuid.UUID) -> ReviewCase:
-    _reviewer(request)
+def _get_case(case_id: uuid.UUID) -> ReviewCase:
     case = selectors.review_case_get(case_id=case_id)
     if case is None:
         raise Http404("No such case.")
@@ -91,12 +83,11 @@ def _get_case_for_reviewer(request: HttpRequest, case_id: uuid.UUID) -> ReviewCa
 
 @require_GET
 @reviewer_required
-def queue(request: HttpRequest) -> HttpResponse:
-    user = _reviewer(request)
+def queue(request: SignedInRequest) -> HttpResponse:
     services.review_case_expire_leases()
     now = timezone.now()
     form = QueueFilterForm(request.GET or None)
-    cases = selectors.review_case_queue(filters=form.filters(), user=user, now=now)
+    cases = selectors.review_case_queue(filters=form.filters(), user=request.user, now=now)
     page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
     filters_query = form.querystring()
     return render(
@@ -118,25 +109,24 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @reviewer_required
-def next_case(request: HttpRequest) -> HttpResponse:
-    return _open_next_case(request, _reviewer(request))
+def next_case(request: SignedInRequest) -> HttpResponse:
+    return _open_next_case(request)
 
 
 @require_GET
 @reviewer_required
-def case_detail(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
+def case_detail(request: SignedInRequest, case_id: uuid.UUID) -> HttpResponse:
     services.review_case_expire_leases()
-    case = _get_case_for_reviewer(request, case_id)
+    case = _get_case(case_id)
     return _render_case(request, case, DecisionForm(case=case), ReleaseForm())
 
 
 @require_POST
 @reviewer_required
-def case_claim(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
-    user = _reviewer(request)
-    case = _get_case_for_reviewer(request, case_id)
+def case_claim(request: SignedInRequest, case_id: uuid.UUID) -> HttpResponse:
+    case = _get_case(case_id)
     try:
-        services.review_case_claim(case=case, user=user)
+        services.review_case_claim(case=case, user=request.user)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     return redirect("moderation:case-detail", case_id=case.pk)
@@ -144,35 +134,35 @@ def case_claim(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
 
 @require_POST
 @reviewer_required
-def case_decide(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
+def case_decide(request: SignedInRequest, case_id: uuid.UUID) -> HttpResponse:
     """Decide, then open the next case: reviewing is a stream, not a round trip."""
-    user = _reviewer(request)
-    case = _get_case_for_reviewer(request, case_id)
+    case = _get_case(case_id)
     form = DecisionForm(request.POST, case=case)
     if form.is_valid():
         decision = Decision(form.cleaned_data["decision"])
         try:
             services.review_case_decide(
-                case=case, user=user, decision=decision, note=form.cleaned_data["note"]
+                case=case, user=request.user, decision=decision, note=form.cleaned_data["note"]
             )
         except ValidationError as error:
             form.add_error(None, error)
         else:
             name = case.submission.original_filename or "the photo"
             messages.success(request, f"{decision.label}: {name}.")
-            return _open_next_case(request, user)
+            return _open_next_case(request)
     return _render_case(request, case, form, ReleaseForm(), status=400)
 
 
 @require_POST
 @reviewer_required
-def case_release(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
-    user = _reviewer(request)
-    case = _get_case_for_reviewer(request, case_id)
+def case_release(request: SignedInRequest, case_id: uuid.UUID) -> HttpResponse:
+    case = _get_case(case_id)
     form = ReleaseForm(request.POST)
     if form.is_valid():
         try:
-            services.review_case_release(case=case, user=user, note=form.cleaned_data["note"])
+            services.review_case_release(
+                case=case, user=request.user, note=form.cleaned_data["note"]
+            )
         except ValidationError as error:
             form.add_error(None, error)
         else:
@@ -183,8 +173,7 @@ def case_release(request: HttpRequest, case_id: uuid.UUID) -> HttpResponse:
 
 @require_POST
 @reviewer_required
-def bulk_decide(request: HttpRequest) -> HttpResponse:
-    user = _reviewer(request)
+def bulk_decide(request: SignedInRequest) -> HttpResponse:
     form = BulkDecisionForm(request.POST)
     if not form.is_valid():
         for errors in form.errors.values():
@@ -194,12 +183,12 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     decision = Decision(form.cleaned_data["decision"])
     result = services.review_case_decide_bulk(
         cases=form.cleaned_data["cases"],
-        user=user,
+        user=request.user,
         decision=decision,
         note=form.cleaned_data["note"],
     )
-    if result.decided:
-        messages.success(request, f"{decision.label}: {len(result.decided)} case(s).")
+    if result.changed:
+        messages.success(request, f"{decision.label}: {len(result.changed)} case(s).")
     for case, reason in result.refused:
         messages.warning(
             request, f"Skipped {case.submission.original_filename or case.pk}: {reason}"
@@ -209,7 +198,7 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @reviewer_required
-def decision_log(request: HttpRequest) -> HttpResponse:
+def decision_log(request: SignedInRequest) -> HttpResponse:
     form = DecisionLogFilterForm(request.GET or None)
     events = selectors.review_event_decision_log(filters=form.filters())
     page = Paginator(events, LOG_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -225,7 +214,7 @@ def decision_log(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @reviewer_required
-def decision_log_csv(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+def decision_log_csv(request: SignedInRequest) -> HttpResponse | StreamingHttpResponse:
     form = DecisionLogFilterForm(request.GET or None)
     if form.is_bound and not form.is_valid():
         return HttpResponseBadRequest(
@@ -244,13 +233,13 @@ def decision_log_csv(request: HttpRequest) -> HttpResponse | StreamingHttpRespon
 
 @require_GET
 @reviewer_required
-def metrics(request: HttpRequest) -> HttpResponse:
+def metrics(request: SignedInRequest) -> HttpResponse:
     requested = request.GET.get("days", "")
     days = int(requested) if requested in {str(window) for window in METRICS_WINDOWS} else 30
     return render(
         request,
         "moderation/metrics.html",
-        {"metrics": selectors.moderation_metrics(days=days), "windows": METRICS_WINDOWS},
+        {"metrics": moderation_metrics(days=days), "windows": METRICS_WINDOWS},
     )
 
 
@@ -263,7 +252,7 @@ CSV_HEADER = [
     "submission",
     "sha256",
     "uploader",
-    "model_band",
+    "model_verdict",
     "fake_probability",
     "case_state_now",
 ]
@@ -291,7 +280,7 @@ def _csv_lines(events: Iterator[ReviewEvent]) -> Iterator[str]:
                 str(case.submission_id),
                 case.submission.sha256,
                 _spreadsheet_safe(case.submission.uploader.get_username()),
-                case.band,
+                case.verdict,
                 f"{case.fake_probability:.4f}",
                 case.state,
             ]
@@ -306,8 +295,8 @@ def _spreadsheet_safe(text: str) -> str:
     return text
 
 
-def _open_next_case(request: HttpRequest, user: User) -> HttpResponse:
-    case = services.review_case_claim_next(user=user)
+def _open_next_case(request: SignedInRequest) -> HttpResponse:
+    case = services.review_case_claim_next(user=request.user)
     if case is None:
         messages.info(request, "The queue is empty: no case is waiting for you.")
         return redirect("moderation:queue")
@@ -320,13 +309,12 @@ def _redirect_to_queue(querystring: str) -> HttpResponse:
 
 
 def _render_case(
-    request: HttpRequest,
+    request: SignedInRequest,
     case: ReviewCase,
     decision_form: DecisionForm,
     release_form: ReleaseForm,
     status: int = 200,
 ) -> HttpResponse:
-    user = _reviewer(request)
     now = timezone.now()
     submission = case.submission
     actions = [
@@ -335,9 +323,9 @@ def _render_case(
             "label": label,
             "shortcut": shortcut,
             "style": style,
-            "needs_note": selectors.review_case_note_required(band=case.band, decision=decision),
-            "refusal": selectors.review_case_refusal(
-                case=case, user=user, decision=decision, now=now
+            "needs_note": rules.review_case_note_required(verdict=case.verdict, decision=decision),
+            "refusal": rules.review_case_refusal(
+                case=case, user=request.user, decision=decision, now=now
             ),
         }
         for decision, label, shortcut, style in (
@@ -354,7 +342,7 @@ def _render_case(
             "submission": submission,
             "faces": submission.faces.order_by("index"),
             "lease_active": case.lease_active(now),
-            "held_by_me": case.lease_active(now) and case.claimed_by_id == user.pk,
+            "held_by_me": case.lease_active(now) and case.claimed_by_id == request.user.pk,
             "actions": actions,
             "decision_form": decision_form,
             "release_form": release_form,

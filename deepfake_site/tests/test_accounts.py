@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from moderation.permissions import REVIEW_CASES
+from moderation.rules import REVIEW_CASES
 
 pytestmark = pytest.mark.django_db
 

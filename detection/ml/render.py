@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-BAND_COLOURS = {
+VERDICT_COLOURS = {
     "fake": (220, 38, 38),
     "uncertain": (245, 158, 11),
     "real": (22, 163, 74),
@@ -52,7 +52,7 @@ def annotated_image(image: Image.Image, faces: Sequence[FaceLabel]) -> Image.Ima
     line_width = max(2, round(long_side / 400))
     font = ImageFont.load_default(size=max(12, round(long_side / 60)))
     for face in faces:
-        colour = BAND_COLOURS[face.verdict]
+        colour = VERDICT_COLOURS[face.verdict]
         x1, y1, x2, y2 = face.box
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=line_width)
         label = f"#{face.index} {face.verdict} {100 * face.fake_probability:.1f}%"

@@ -17,7 +17,7 @@ from detection.ml.classifier import (
     cam_layer,
     load_checkpoint,
 )
-from detection.ml.render import BAND_COLOURS, FaceLabel, annotated_image, heatmap_overlay
+from detection.ml.render import VERDICT_COLOURS, FaceLabel, annotated_image, heatmap_overlay
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_heatmap_is_drawn_over_the_crop(calibration_crops: torch.Tensor) -> None
     assert hot_red > hot_blue and cold_blue > cold_red
 
 
-def test_overlay_boxes_every_face_in_its_band_colour() -> None:
+def test_overlay_boxes_every_face_in_its_verdict_colour() -> None:
     image = Image.new("RGB", (800, 600), (128, 128, 128))
     labels = [
         FaceLabel(1, (100.0, 300.0, 200.0, 420.0), "fake", 0.91),
@@ -69,5 +69,5 @@ def test_overlay_boxes_every_face_in_its_band_colour() -> None:
     overlay = annotated_image(image, labels)
     assert overlay.size == image.size
     assert image.getpixel((100, 360)) == (128, 128, 128)  # the original stays untouched
-    assert overlay.getpixel((100, 360)) == BAND_COLOURS["fake"]
-    assert overlay.getpixel((600, 360)) == BAND_COLOURS["real"]
+    assert overlay.getpixel((100, 360)) == VERDICT_COLOURS["fake"]
+    assert overlay.getpixel((600, 360)) == VERDICT_COLOURS["real"]

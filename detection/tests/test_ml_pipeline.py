@@ -86,7 +86,7 @@ def test_unreadable_image_raises_a_clear_error(analyzer: Analyzer) -> None:
     ("probability", "verdict"),
     [(0.99, "fake"), (0.5, "fake"), (0.4999, "uncertain"), (0.3, "uncertain"), (0.29, "real")],
 )
-def test_verdict_bands_follow_the_thresholds(
+def test_verdicts_follow_the_thresholds(
     analyzer: Analyzer, probability: float, verdict: str
 ) -> None:
     assert verdict_for(probability, analyzer.model) == verdict

@@ -14,7 +14,7 @@ from PIL import Image
 from detection.models import Face, Submission
 from detection.tests import factories as detection_factories
 from detection.tests.factories import UserFactory
-from moderation.permissions import REVIEW_CASES
+from moderation.rules import REVIEW_CASES
 
 
 def png_file(

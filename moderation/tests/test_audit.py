@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from moderation import services
 from moderation.models import Decision, ReviewCase, ReviewEvent, ReviewEventIsAppendOnly
-from moderation.permissions import REVIEW_CASES
+from moderation.rules import REVIEW_CASES
 
 pytestmark = pytest.mark.django_db
 

@@ -80,7 +80,7 @@ def test_after_the_last_decision_the_queue_opens_with_a_message(
     assert "queue is empty" in response.content.decode()
 
 
-def test_marking_a_fake_band_case_authentic_requires_a_note(
+def test_marking_a_fake_verdict_case_authentic_requires_a_note(
     client: Client, make_case: Callable[..., ReviewCase], moderator: User
 ) -> None:
     case = make_case(verdict=Submission.Verdict.FAKE, fake_probability=0.97)
@@ -106,7 +106,7 @@ def test_confirming_a_case_the_model_now_calls_authentic_requires_a_note(
     submission.verdict, submission.fake_probability = Submission.Verdict.REAL, 0.1
     submission.save()
     case = services.review_case_open(submission=submission) or case
-    assert case.band == Submission.Verdict.REAL
+    assert case.verdict == Submission.Verdict.REAL
     with pytest.raises(ValidationError, match="note is required"):
         services.review_case_decide(case=case, user=moderator, decision=Decision.CONFIRM)
     services.review_case_decide(
@@ -116,7 +116,7 @@ def test_confirming_a_case_the_model_now_calls_authentic_requires_a_note(
 
 
 @pytest.mark.parametrize("decision", [Decision.CONFIRM, Decision.CLEAR])
-def test_uncertain_band_decisions_need_no_note(
+def test_uncertain_verdict_decisions_need_no_note(
     make_case: Callable[..., ReviewCase], moderator: User, decision: Decision
 ) -> None:
     case = make_case(verdict=Submission.Verdict.UNCERTAIN, fake_probability=0.4)
@@ -128,7 +128,7 @@ def test_escalation_requires_a_note_for_staff(
     make_case: Callable[..., ReviewCase], moderator: User
 ) -> None:
     case = make_case()
-    with pytest.raises(ValidationError, match="note is required"):
+    with pytest.raises(ValidationError, match="Tell staff why you escalate this case"):
         services.review_case_decide(case=case, user=moderator, decision=Decision.ESCALATE)
 
 
@@ -192,12 +192,12 @@ def test_bulk_decision_applies_to_every_free_case_and_skips_the_claimed_one(
             "cases": [str(case.pk) for case in [*free, held]],
             "decision": Decision.CONFIRM,
             "note": "same face-swap app watermark",
-            "filters": "band=fake&min_probability=50&bogus=1",
+            "filters": "verdict=fake&min_probability=50&bogus=1",
         },
         follow=True,
     )
     assert response.redirect_chain[0][0] == reverse("moderation:queue") + (
-        "?band=fake&min_probability=50"
+        "?verdict=fake&min_probability=50"
     )
     page = response.content.decode()
     assert "Confirm manipulated: 2 case(s)." in page

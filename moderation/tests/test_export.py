@@ -65,7 +65,7 @@ def test_csv_lists_every_decision_with_its_context(
         "submission": str(fake.submission_id),
         "sha256": fake.submission.sha256,
         "uploader": "uploader",
-        "model_band": "fake",
+        "model_verdict": "fake",
         "fake_probability": "0.9300",
         "case_state_now": "confirmed",
     }
@@ -74,7 +74,7 @@ def test_csv_lists_every_decision_with_its_context(
     assert rows[0]["case_state_now"] == "pending"
 
 
-def test_csv_filters_by_moderator_decision_and_band(
+def test_csv_filters_by_moderator_decision_and_verdict(
     client: Client, moderator: User, decided: dict[str, ReviewCase]
 ) -> None:
     client.force_login(moderator)
@@ -84,7 +84,7 @@ def test_csv_filters_by_moderator_decision_and_band(
         ("cleared", "other-moderator")
     ]
     assert [r["decision"] for r in _rows(client.get(url, {"kind": "confirmed"}))] == ["confirmed"]
-    uncertain = _rows(client.get(url, {"band": "uncertain"}))
+    uncertain = _rows(client.get(url, {"verdict": "uncertain"}))
     assert {r["case"] for r in uncertain} == {str(decided["real"].pk)}
 
 

@@ -21,7 +21,7 @@ def test_flagged_verdict_opens_one_pending_case_with_an_opened_event(verdict: st
     case = services.review_case_open(submission=submission)
     assert case is not None
     assert case.state == ReviewCase.State.PENDING
-    assert case.band == verdict
+    assert case.verdict == verdict
     assert list(case.events.values_list("kind", "actor")) == [(ReviewEvent.Kind.OPENED, None)]
 
 
@@ -49,7 +49,7 @@ def test_reanalysis_of_a_pending_case_keeps_one_case_and_refreshes_its_snapshot(
     again = services.review_case_open(submission=submission)
     assert again is not None and first is not None and again.pk == first.pk
     assert ReviewCase.objects.count() == 1
-    assert again.band == Submission.Verdict.FAKE and again.fake_probability == 0.95
+    assert again.verdict == Submission.Verdict.FAKE and again.fake_probability == 0.95
     assert again.events.filter(kind=ReviewEvent.Kind.OPENED).count() == 1
 
 

@@ -42,7 +42,7 @@ def test_queue_lists_open_cases_by_priority_then_age(
     assert _queue(client) == [young_high, old_low, young_low]
 
 
-def test_queue_filters_by_state_band_probability_and_age(
+def test_queue_filters_by_state_verdict_probability_and_age(
     client: Client, make_case: Callable[..., ReviewCase], moderator: User, other_moderator: User
 ) -> None:
     fake = make_case(verdict=Submission.Verdict.FAKE, fake_probability=0.92)
@@ -53,7 +53,7 @@ def test_queue_filters_by_state_band_probability_and_age(
     services.review_case_decide(case=cleared, user=moderator, decision=Decision.CLEAR)
     services.review_case_claim(case=fake, user=other_moderator)
     client.force_login(moderator)
-    assert _queue(client, band="uncertain") == [uncertain]
+    assert _queue(client, verdict="uncertain") == [uncertain]
     assert _queue(client, min_probability=70, max_probability=95) == [fake, old]
     assert _queue(client, age="gt24h") == [old]
     assert _queue(client, age="lt1h") == [fake, uncertain]
@@ -223,9 +223,10 @@ def test_metrics_count_the_queue_and_the_decisions(
         (today, "moderator", 2, 0, 2),
         (today, "other-moderator", 0, 1, 1),
     ]
-    bands = {
-        row.band: (row.confirmed, row.cleared, row.escalated) for row in metrics.band_decisions
+    verdicts = {
+        row.verdict: (row.confirmed, row.cleared, row.escalated)
+        for row in metrics.verdict_decisions
     }
-    assert bands == {"fake": (1, 1, 0), "uncertain": (1, 0, 0), "real": (0, 0, 0)}
+    assert verdicts == {"fake": (1, 1, 0), "uncertain": (1, 0, 0), "real": (0, 0, 0)}
     html = response.content.decode()
     assert "6 h 0 min" in html and "30 min" in html

@@ -35,7 +35,7 @@
     button.addEventListener("click", toggleBlur);
   });
 
-  // A decision against the model's band needs a note: say so before the round trip.
+  // A decision against the model's verdict needs a note: say so before the round trip.
   // The server checks it again.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-needs-note]");

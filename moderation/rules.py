@@ -1,0 +1,82 @@
+"""Moderation policy: who reviews, which cases they may take and decide, in what order, and
+why an action is refused. Pure rules over users and cases; the services enforce them and
+the pages explain them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Case, Value, When
+from django.utils import timezone
+
+from detection.models import Submission
+from moderation.models import Decision, ReviewCase
+
+# The permission of the Moderators group (staff review without it).
+REVIEW_CASES = "moderation.review_cases"
+NOTE_REQUIRED = "A note is required when the decision goes against the model's verdict."
+ESCALATION_NOTE_REQUIRED = "Tell staff why you escalate this case."
+
+
+def user_is_reviewer(*, user: User | AnonymousUser) -> bool:
+    """Moderators (the group's permission) and staff work the queue."""
+    return bool(user.is_authenticated and (user.is_staff or user.has_perm(REVIEW_CASES)))
+
+
+def review_case_note_required(*, verdict: str, decision: str) -> bool:
+    """A note is owed when overruling the model's verdict, and to staff on escalation."""
+    return (
+        (decision == Decision.CONFIRM and verdict == Submission.Verdict.REAL)
+        or (decision == Decision.CLEAR and verdict == Submission.Verdict.FAKE)
+        or decision == Decision.ESCALATE
+    )
+
+
+def review_case_states_claimable(*, user: User) -> tuple[str, ...]:
+    """Escalated cases are for staff alone."""
+    if user.is_staff:
+        return (ReviewCase.State.PENDING, ReviewCase.State.ESCALATED)
+    return (ReviewCase.State.PENDING,)
+
+
+def review_case_states_actionable(*, user: User, decision: str) -> tuple[str, ...]:
+    if decision == Decision.ESCALATE:
+        return (ReviewCase.State.PENDING,)
+    return review_case_states_claimable(user=user)
+
+
+def review_case_queue_order(*, user: User) -> tuple[Any, ...]:
+    """Priority, then age; staff see the cases escalated to them first."""
+    order: tuple[Any, ...] = ("-priority", "opened_at", "id")
+    if user.is_staff:
+        escalated_first = Case(
+            When(state=ReviewCase.State.ESCALATED, then=Value(0)), default=Value(1)
+        )
+        return (escalated_first, *order)
+    return order
+
+
+def review_case_refusal(
+    *, case: ReviewCase, user: User, decision: str, now: datetime | None = None
+) -> str | None:
+    """Why this user cannot take this decision on this case now, or None if they can."""
+    if case.state in ReviewCase.DECIDED_STATES:
+        return f"This case was already decided: {case.get_state_display().lower()}."
+    if case.state not in review_case_states_actionable(user=user, decision=decision):
+        if case.state == ReviewCase.State.ESCALATED and not user.is_staff:
+            return "This case was escalated; only staff decide it."
+        return "This case is already escalated to staff."
+    if case.lease_active(now) and case.claimed_by_id != user.pk:
+        holder = case.claimed_by.get_username() if case.claimed_by else "another moderator"
+        until = timezone.localtime(case.lease_expires_at)
+        return f"{holder} is reviewing this case until {until:%H:%M}."
+    return None
+
+
+def review_case_note_problem(*, verdict: str, decision: str, note: str) -> str | None:
+    """The message for a decision that owes a note and has none, else None."""
+    if note.strip() or not review_case_note_required(verdict=verdict, decision=decision):
+        return None
+    return ESCALATION_NOTE_REQUIRED if decision == Decision.ESCALATE else NOTE_REQUIRED
