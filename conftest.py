@@ -122,6 +122,27 @@ def private_media_root(settings: Any, tmp_path: Path) -> Path:
     return media
 
 
+def assert_no_orphaned_files(submission_ids: list[uuid.UUID]) -> None:
+    """Each submission's folder holds exactly the files its rows name: a retried analysis
+    replaced its faces' crops and heatmaps instead of leaving the old ones behind."""
+    from django.core.files.storage import default_storage
+
+    from detection.models import Submission
+
+    for submission in Submission.objects.filter(id__in=submission_ids).prefetch_related("faces"):
+        named = {submission.image.name, submission.thumbnail.name, submission.overlay.name}
+        named |= {
+            name for face in submission.faces.all() for name in (face.crop.name, face.heatmap.name)
+        }
+        folder = Path(default_storage.path(f"submissions/{submission.id}"))
+        stored = {
+            str(path.relative_to(default_storage.path("")))
+            for path in folder.rglob("*")
+            if path.is_file()
+        }
+        assert stored == {name for name in named if name}, submission.id
+
+
 def database_url_for_current_connection() -> str:
     """The URL of the database the tests use (the test database once it is set up)."""
     db = connection.settings_dict

@@ -15,6 +15,7 @@ from rest_framework.authtoken.models import Token
 
 from detection.models import Submission
 from detection.tests.factories import UserFactory
+from detection.validation import RejectionCode
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +61,7 @@ def test_api_uploads_past_the_per_address_limit_get_429_json(settings: Any) -> N
         api = Client(HTTP_AUTHORIZATION=f"Token {token}")
         answers.append(api.post(reverse("api:submission-list"), {"image": distinct_jpeg(n)}))
     assert [answer.status_code for answer in answers] == [202, 202, 429]
-    assert answers[-1].json()["code"] == "throttled"
+    assert answers[-1].json()["code"] == RejectionCode.RATE_LIMITED
     assert "Too many uploads" in answers[-1].json()["detail"]
 
 

@@ -15,6 +15,7 @@ from rest_framework.authtoken.models import Token
 
 from detection.models import Submission
 from detection.tests.factories import SubmissionFactory, UserFactory, make_analysed
+from detection.validation import RejectionCode
 
 pytestmark = pytest.mark.django_db
 
@@ -60,9 +61,9 @@ def test_duplicate_upload_answers_200_with_the_existing_submission(api: Client) 
 @pytest.mark.parametrize(
     ("payload", "code"),
     [
-        ({}, "missing_image"),
-        ({"image": io.BytesIO(b"GIF89a-not-really")}, "unsupported_format"),
-        ({"image": io.BytesIO(b"")}, "empty_file"),
+        ({}, RejectionCode.MISSING_IMAGE),
+        ({"image": io.BytesIO(b"GIF89a-not-really")}, RejectionCode.UNSUPPORTED_FORMAT),
+        ({"image": io.BytesIO(b"")}, RejectionCode.EMPTY_FILE),
     ],
     ids=["missing", "gif", "empty"],
 )
@@ -82,7 +83,7 @@ def test_over_the_byte_limit_answers_400_file_too_large(api: Client, settings: A
     settings.UPLOAD_MAX_BYTES = 500
     response = api.post(reverse("api:submission-list"), {"image": jpeg_file()})
     assert response.status_code == 400
-    assert response.json()["code"] == "file_too_large"
+    assert response.json()["code"] == RejectionCode.FILE_TOO_LARGE
 
 
 def test_detail_shows_faces_with_heatmap_urls_and_the_model(api: Client) -> None:

@@ -22,11 +22,16 @@ import redis
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db.models import Count
 from django.test import Client
 from django.urls import reverse
 
-from conftest import TEST_FRAMES, WorkerProcess, redis_is_up, require_service
+from conftest import (
+    TEST_FRAMES,
+    WorkerProcess,
+    assert_no_orphaned_files,
+    redis_is_up,
+    require_service,
+)
 from deepfake_site.celery import app as celery_app
 from detection.models import Submission
 from detection.tasks import analyze_submission, sweep_stuck_submissions
@@ -83,13 +88,6 @@ def sweep_until_final(
     raise AssertionError(
         f"not final after {FINAL_TIMEOUT_SECONDS}s: {statuses(submission_ids)}\n{worker.log()}"
     )
-
-
-def assert_no_duplicate_faces(submission_ids: list[uuid.UUID]) -> None:
-    for submission in Submission.objects.filter(id__in=submission_ids).annotate(
-        face_count=Count("faces"), distinct_indexes=Count("faces__index", distinct=True)
-    ):
-        assert submission.face_count == submission.distinct_indexes, submission.id
 
 
 def living(pids: list[int]) -> list[int]:
@@ -241,7 +239,7 @@ def test_whole_worker_killed_mid_analysis_is_recovered_by_the_sweeper_after_a_re
     assert submission.status == Submission.Status.DONE, submission.failure_reason
     assert submission.attempts == 2
     assert submission.faces.exists()
-    assert_no_duplicate_faces([submission_id])
+    assert_no_orphaned_files([submission_id])
     assert f"re-enqueueing stuck submission {submission_id}" in restarted.log()
 
 
@@ -298,4 +296,4 @@ def test_redis_restart_with_submissions_queued_still_finishes_every_submission(
     finished = Submission.objects.filter(id__in=submission_ids)
     assert {submission.status for submission in finished} == {Submission.Status.DONE}
     assert all(submission.faces.exists() for submission in finished)
-    assert_no_duplicate_faces(submission_ids)
+    assert_no_orphaned_files(submission_ids)

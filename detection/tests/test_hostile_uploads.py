@@ -35,7 +35,7 @@ from rest_framework.authtoken.models import Token
 from conftest import REPO_ROOT, database_url_for_current_connection
 from detection.models import Submission
 from detection.tests.factories import UserFactory
-from detection.validation import UploadRejected, validate_image_upload
+from detection.validation import RejectionCode, UploadRejected, validate_image_upload
 
 
 def image_bytes(image_format: str, size: tuple[int, int] = (48, 32)) -> bytes:
@@ -74,16 +74,24 @@ def zip_archive() -> bytes:
 
 
 HOSTILE: list[tuple[str, bytes, str]] = [
-    ("truncated-jpeg", image_bytes("JPEG", (512, 512))[:1500], "corrupt_image"),
-    ("zero-bytes", b"", "empty_file"),
-    ("png-bomb", png_bomb(60_000), "too_many_pixels"),
-    ("gif", image_bytes("GIF"), "unsupported_format"),
-    ("tiff", image_bytes("TIFF"), "unsupported_format"),
-    ("bmp", image_bytes("BMP"), "unsupported_format"),
-    ("psd", psd_header(), "unsupported_format"),
-    ("svg", b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>', "unsupported_format"),
-    ("html", b"<!doctype html><script>alert(document.cookie)</script>", "unsupported_format"),
-    ("zip", zip_archive(), "unsupported_format"),
+    ("truncated-jpeg", image_bytes("JPEG", (512, 512))[:1500], RejectionCode.CORRUPT_IMAGE),
+    ("zero-bytes", b"", RejectionCode.EMPTY_FILE),
+    ("png-bomb", png_bomb(60_000), RejectionCode.TOO_MANY_PIXELS),
+    ("gif", image_bytes("GIF"), RejectionCode.UNSUPPORTED_FORMAT),
+    ("tiff", image_bytes("TIFF"), RejectionCode.UNSUPPORTED_FORMAT),
+    ("bmp", image_bytes("BMP"), RejectionCode.UNSUPPORTED_FORMAT),
+    ("psd", psd_header(), RejectionCode.UNSUPPORTED_FORMAT),
+    (
+        "svg",
+        b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>',
+        RejectionCode.UNSUPPORTED_FORMAT,
+    ),
+    (
+        "html",
+        b"<!doctype html><script>alert(document.cookie)</script>",
+        RejectionCode.UNSUPPORTED_FORMAT,
+    ),
+    ("zip", zip_archive(), RejectionCode.UNSUPPORTED_FORMAT),
 ]
 HOSTILE_NAMES = ["../../../etc/passwd.jpg", "evil\r\nX-Injected: 1.jpg", "\x00\x1b[31mred.jpg"]
 
@@ -175,12 +183,12 @@ def test_mutated_valid_images_never_escape_validation(
 
 
 REJECTION_CODES = {
-    "empty_file",
-    "file_too_large",
-    "unsupported_format",
-    "too_many_pixels",
-    "corrupt_image",
-    "animated_image",
+    RejectionCode.EMPTY_FILE,
+    RejectionCode.FILE_TOO_LARGE,
+    RejectionCode.UNSUPPORTED_FORMAT,
+    RejectionCode.TOO_MANY_PIXELS,
+    RejectionCode.CORRUPT_IMAGE,
+    RejectionCode.ANIMATED_IMAGE,
 }
 
 
@@ -276,9 +284,9 @@ def test_oversized_bodies_through_gunicorn_get_clear_errors_with_or_without_leng
         return response.status, json.loads(response.read() or b"{}")
 
     status, answer = send(body=body)
-    assert (status, answer["code"]) == (400, "file_too_large")
+    assert (status, answer["code"]) == (400, RejectionCode.FILE_TOO_LARGE)
     chunks = (body[start : start + 65536] for start in range(0, len(body), 65536))
     status, answer = send(body=chunks, encode_chunked=True)
-    assert (status, answer["code"]) == (411, "length_required")
+    assert (status, answer["code"]) == (411, RejectionCode.LENGTH_REQUIRED)
     assert not Submission.objects.exists()
     assert nothing_stored(private_media_root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import sys
@@ -12,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detection.ml.card import Thresholds, read_card, write_card
 from detection.ml.images import UnreadableImageError
 from detection.ml.pipeline import (
     Analyzer,
-    ModelInfo,
     PipelineConfig,
     get_analyzer,
     verdict_for,
@@ -35,7 +36,7 @@ def test_two_faces_found_in_fake_frame_0(analyzer: Analyzer, samples_dir: Path) 
     assert result.verdict == verdict_for(max(probabilities), result.model)
     for face in result.faces:
         assert 0 <= face.fake_probability <= 1
-        assert face.detection_probability >= 0.95
+        assert 0.95 <= face.detection_probability <= 1
         assert face.crop.size == face.heatmap.size == (160, 160)
         assert len(face.landmarks) == 5
     assert result.overlay.size == (960, 540)
@@ -92,12 +93,19 @@ def test_verdicts_follow_the_thresholds(
     assert verdict_for(probability, analyzer.model) == verdict
 
 
-def test_model_card_thresholds_override_the_configured_ones(analyzer: Analyzer) -> None:
-    strict = ModelInfo(
-        version="x", name="x", trained=True, input_size=256, card=None,
-        flag_threshold=0.9, uncertain_threshold=0.7,
-    )  # fmt: skip
-    assert [verdict_for(p, strict) for p in (0.95, 0.8, 0.6)] == ["fake", "uncertain", "real"]
+def test_model_card_thresholds_override_the_configured_ones(
+    demo_checkpoint: Path, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "strict.pth"
+    checkpoint.symlink_to(demo_checkpoint)
+    card = read_card(demo_checkpoint)
+    assert card is not None
+    strict = Thresholds(flag=0.9, uncertain=0.7)
+    write_card(checkpoint, dataclasses.replace(card, thresholds=strict))
+    config = PipelineConfig(checkpoint=checkpoint, flag_threshold=0.5, uncertain_threshold=0.3)
+    model = Analyzer(config).model
+    assert (model.flag_threshold, model.uncertain_threshold) == (0.9, 0.7)
+    assert [verdict_for(p, model) for p in (0.95, 0.8, 0.6)] == ["fake", "uncertain", "real"]
 
 
 def test_analyzer_is_loaded_once_per_configuration(

@@ -13,7 +13,7 @@ from PIL import Image
 
 from detection import services
 from detection.models import Submission
-from detection.validation import UploadRejected, validate_image_upload
+from detection.validation import RejectionCode, UploadRejected, validate_image_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -108,16 +108,16 @@ def test_same_bytes_from_another_user_are_a_separate_submission(
 @pytest.mark.parametrize(
     ("data", "code"),
     [
-        (b"", "empty_file"),
-        (b"GIF89a" + b"\x00" * 64, "unsupported_format"),
-        (encoded("GIF"), "unsupported_format"),
-        (encoded("BMP"), "unsupported_format"),
-        (encoded("TIFF"), "unsupported_format"),
-        (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "unsupported_format"),
-        (b"<html><script>alert(1)</script></html>", "unsupported_format"),
-        (encoded("JPEG", size=(512, 512))[:1500], "corrupt_image"),
-        (png_bomb(50_000, 50_000), "too_many_pixels"),
-        (png_bomb(9_000, 5_000), "too_many_pixels"),
+        (b"", RejectionCode.EMPTY_FILE),
+        (b"GIF89a" + b"\x00" * 64, RejectionCode.UNSUPPORTED_FORMAT),
+        (encoded("GIF"), RejectionCode.UNSUPPORTED_FORMAT),
+        (encoded("BMP"), RejectionCode.UNSUPPORTED_FORMAT),
+        (encoded("TIFF"), RejectionCode.UNSUPPORTED_FORMAT),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", RejectionCode.UNSUPPORTED_FORMAT),
+        (b"<html><script>alert(1)</script></html>", RejectionCode.UNSUPPORTED_FORMAT),
+        (encoded("JPEG", size=(512, 512))[:1500], RejectionCode.CORRUPT_IMAGE),
+        (png_bomb(50_000, 50_000), RejectionCode.TOO_MANY_PIXELS),
+        (png_bomb(9_000, 5_000), RejectionCode.TOO_MANY_PIXELS),
     ],
     ids=[
         "empty",
@@ -156,7 +156,7 @@ def test_file_over_the_byte_limit_is_rejected(
     settings.UPLOAD_MAX_BYTES = 1000
     with pytest.raises(UploadRejected) as rejection:
         services.submission_create(uploader=uploader, data=encoded(size=(400, 400)), filename="x")
-    assert rejection.value.code == "file_too_large"
+    assert rejection.value.code == RejectionCode.FILE_TOO_LARGE
     assert "0.001 MB" in rejection.value.message
     assert stored_files(private_media_root) == []
 

@@ -18,7 +18,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from conftest import TEST_FRAMES, WorkerProcess, redis_is_up, require_service
+from conftest import (
+    TEST_FRAMES,
+    WorkerProcess,
+    assert_no_orphaned_files,
+    redis_is_up,
+    require_service,
+)
 from detection import services
 from detection.models import Submission
 from detection.tests.factories import SubmissionFactory, UserFactory
@@ -115,8 +121,7 @@ def test_worker_child_killed_mid_analysis_still_completes_the_submission(
     submission = wait_for(submission.id, final)
     assert submission.status in {Submission.Status.DONE, Submission.Status.NO_FACE}
     assert submission.attempts == 2
-    indexes = list(submission.faces.values_list("index", flat=True))
-    assert len(indexes) == len(set(indexes)), "a retry replaces faces, never duplicates them"
+    assert_no_orphaned_files([submission.id])
 
 
 def test_poison_image_fails_after_three_attempts_instead_of_looping(

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -109,7 +110,7 @@ def test_a_claimed_case_cannot_be_decided_by_another_moderator(
 ) -> None:
     case = make_case()
     services.review_case_claim(case=case, user=moderator)
-    with pytest.raises(Exception, match="moderator is reviewing this case"):
+    with pytest.raises(ValidationError, match="moderator is reviewing this case until"):
         services.review_case_decide(case=case, user=other_moderator, decision=Decision.CONFIRM)
     case.refresh_from_db()
     assert case.state == ReviewCase.State.PENDING and case.claimed_by == moderator
@@ -121,7 +122,7 @@ def test_release_returns_the_case_with_one_event_and_only_the_holder_may_release
 ) -> None:
     case = make_case()
     services.review_case_claim(case=case, user=moderator)
-    with pytest.raises(Exception, match="do not hold"):
+    with pytest.raises(ValidationError, match=r"You do not hold this case\."):
         services.review_case_release(case=case, user=other_moderator)
     services.review_case_release(case=case, user=moderator, note="conflict of interest")
     case.refresh_from_db()
@@ -171,7 +172,7 @@ def test_the_holder_of_an_expired_lease_cannot_release_it_any_more(
     case = make_case()
     services.review_case_claim_next(user=moderator)
     _expire(case)
-    with pytest.raises(Exception, match="do not hold"):
+    with pytest.raises(ValidationError, match=r"You do not hold this case\."):
         services.review_case_release(case=case, user=moderator)
     assert case.events.filter(kind=ReviewEvent.Kind.LEASE_EXPIRED).count() == 1
     assert not case.events.filter(kind=ReviewEvent.Kind.RELEASED).exists()

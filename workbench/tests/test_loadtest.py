@@ -84,7 +84,7 @@ def test_a_short_load_test_reports_every_number_and_loses_nothing(
     }
     for key in ("requests/s", "uploads", "status polls", "upload-to-result latency"):
         assert key in report, output
-    assert float(report["requests/s"]) > 0
+    assert 0 < float(report["requests/s"]) < 1000
     assert report["error ratio"].startswith("0.0000 "), output
     accepted = int(report["accepted submissions"].split()[0])
     assert accepted >= 1

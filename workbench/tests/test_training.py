@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import json
 from pathlib import Path
 
@@ -313,7 +314,7 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     assert (
         card.thresholds is not None and 0 <= card.thresholds.uncertain <= card.thresholds.flag <= 1
     )
-    assert card.calibration.temperature > 0
+    assert 0 < card.calibration.temperature < math.inf
     assert set(card.evaluations) == {
         "dfdc_validation",
         "utkface_photos",
