@@ -204,7 +204,9 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
         # The web page's filter form: the same choices, the same errors.
         filters = SubmissionFilterForm(self.request.query_params)
         if not filters.is_valid():
-            raise ValidationError({name: list(errors) for name, errors in filters.errors.items()})
+            raise ValidationError(
+                {name: [str(e) for e in errors] for name, errors in filters.errors.items()}
+            )
         return selectors.submissions_with_results(
             selectors.submission_list_for_user(
                 user=self.request.user,  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ once cannot both succeed, and the audit trail never records a change that did no
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -241,15 +241,9 @@ def review_case_decide_bulk(
     reported and skipped; the others are decided. The caller checks the note requirement
     for the whole batch first, so that a missing note refuses all of it.
     """
-    result = BulkResult()
-    for case in cases:
-        try:
-            result.changed.append(
-                review_case_decide(case=case, user=user, decision=decision, note=note)
-            )
-        except ValidationError as error:
-            result.refused.append((case, " ".join(error.messages)))
-    return result
+    return _each_case(
+        cases, lambda case: review_case_decide(case=case, user=user, decision=decision, note=note)
+    )
 
 
 def review_case_reopen(*, case: ReviewCase, user: User, note: str = "") -> ReviewCase:
@@ -289,10 +283,16 @@ def review_case_reopen_many(
     *, cases: Iterable[ReviewCase], user: User, note: str = ""
 ) -> BulkResult:
     """Reopen each decided case (the admins' bulk action); undecided ones are reported."""
+    return _each_case(cases, lambda case: review_case_reopen(case=case, user=user, note=note))
+
+
+def _each_case(
+    cases: Iterable[ReviewCase], action: Callable[[ReviewCase], ReviewCase]
+) -> BulkResult:
     result = BulkResult()
     for case in cases:
         try:
-            result.changed.append(review_case_reopen(case=case, user=user, note=note))
+            result.changed.append(action(case))
         except ValidationError as error:
             result.refused.append((case, " ".join(error.messages)))
     return result

@@ -35,7 +35,7 @@ def queries_to_load(client: Client, url: str) -> int:
         response = client.get(url)
         assert response.status_code == 200, response
         if response.streaming:
-            b"".join(response.streaming_content)  # type: ignore[arg-type]
+            b"".join(response.streaming_content)  # type: ignore[attr-defined]
     return len(captured)
 
 

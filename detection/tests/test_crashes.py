@@ -1,8 +1,8 @@
 """Crashes with a real worker and a real Redis: whole-worker SIGKILL and broker restarts.
 
-The database is the source of truth (DESIGN §3.5): whatever the broker forgets, the sweeper
+The database is the source of truth: whatever the broker forgets, the sweeper
 (`detection.tasks.sweep_stuck_submissions`, run by the worker itself as beat would) sends
-again, and the conditional-UPDATE claim keeps the results single (§3.6).
+again, and the conditional-UPDATE claim keeps the results single.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import json
+import math
 from pathlib import Path
 
 import numpy as np

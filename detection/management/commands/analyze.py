@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from detection.pipeline_config import pipeline_config_from_settings
+from detection.management.analyzer import command_analyzer
 
 
 class Command(BaseCommand):
@@ -25,17 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("--heatmaps", type=Path, metavar="DIR", help="write heatmaps here")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from detection.ml.classifier import CheckpointError
         from detection.ml.images import UnreadableImageError
-        from detection.ml.pipeline import get_analyzer
 
-        config = pipeline_config_from_settings()
-        if options["checkpoint"]:
-            config = dataclasses.replace(config, checkpoint=options["checkpoint"])
-        try:
-            analyzer = get_analyzer(config)
-        except CheckpointError as exc:
-            raise CommandError(str(exc)) from exc
+        analyzer = command_analyzer(checkpoint=options["checkpoint"])
         heatmaps: Path | None = options["heatmaps"]
         if heatmaps:
             heatmaps.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from detection.pipeline_config import pipeline_config_from_settings
+from detection.management.analyzer import command_analyzer
 
 _LABEL_VALUES = {"fake": 1, "1": 1, "real": 0, "0": 0}
 
@@ -94,9 +94,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from detection.ml.classifier import CheckpointError
         from detection.ml.images import UnreadableImageError
-        from detection.ml.pipeline import get_analyzer
         from workbench import evaluation
         from workbench.training.report import TRAINING_EVALUATIONS
 
@@ -105,13 +103,8 @@ class Command(BaseCommand):
         if record_as and record_as in TRAINING_EVALUATIONS:
             raise CommandError(f"--record-as {record_as}: that name is reserved for training")
         images = read_labelled_images(options["labels"])
-        config = pipeline_config_from_settings()
-        if options["checkpoint"]:
-            config = dataclasses.replace(config, checkpoint=options["checkpoint"])
-        try:
-            analyzer = get_analyzer(config)
-        except CheckpointError as exc:
-            raise CommandError(str(exc)) from exc
+        checkpoint = options["checkpoint"] or Path(settings.DEEPFAKE_CHECKPOINT)
+        analyzer = command_analyzer(checkpoint=checkpoint)
         model = analyzer.model
 
         items = []
@@ -180,7 +173,7 @@ class Command(BaseCommand):
         }
         if record_as:
             _record_in_card(
-                Path(config.checkpoint),
+                checkpoint,
                 record_as,
                 report,
                 options["labels"],
