@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Case, Value, When
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from detection.models import Submission
@@ -18,6 +18,7 @@ from moderation.models import Decision, ReviewCase
 REVIEW_CASES = "moderation.review_cases"
 NOTE_REQUIRED = "A note is required when the decision goes against the model's verdict."
 ESCALATION_NOTE_REQUIRED = "Tell staff why you escalate this case."
+OWN_UPLOAD = "You uploaded this photo: another moderator must decide it."
 
 
 def user_is_reviewer(*, user: User | AnonymousUser) -> bool:
@@ -58,10 +59,17 @@ def review_case_queue_order(*, user: User) -> tuple[Any, ...]:
     return order
 
 
+def review_cases_not_uploaded_by(*, user: User) -> Q:
+    """Nobody reviews their own uploads, staff included: a conflict of interest."""
+    return ~Q(submission__uploader_id=user.pk)
+
+
 def review_case_refusal(
     *, case: ReviewCase, user: User, decision: str, now: datetime | None = None
 ) -> str | None:
     """Why this user cannot take this decision on this case now, or None if they can."""
+    if case.submission.uploader_id == user.pk:
+        return OWN_UPLOAD
     if case.state in ReviewCase.DECIDED_STATES:
         return f"This case was already decided: {case.get_state_display().lower()}."
     if case.state not in review_case_states_actionable(user=user, decision=decision):

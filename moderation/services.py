@@ -27,6 +27,7 @@ from moderation.rules import (
     review_case_refusal,
     review_case_states_actionable,
     review_case_states_claimable,
+    review_cases_not_uploaded_by,
 )
 
 FLAGGED_VERDICTS = (Submission.Verdict.FAKE, Submission.Verdict.UNCERTAIN)
@@ -122,14 +123,17 @@ def review_case_claim_next(*, user: User) -> ReviewCase | None:
     now = timezone.now()
     review_case_expire_leases(now=now)
     states = review_case_states_claimable(user=user)
+    open_to_user = ReviewCase.objects.filter(
+        review_cases_not_uploaded_by(user=user), state__in=states
+    )
     held = (
-        ReviewCase.objects.filter(claimed_by=user, state__in=states, lease_expires_at__gt=now)
+        open_to_user.filter(claimed_by=user, lease_expires_at__gt=now)
         .order_by(*review_case_queue_order(user=user))
         .first()
     )
     if held is not None:
         return held
-    unclaimed = ReviewCase.objects.filter(state__in=states, claimed_by__isnull=True).order_by(
+    unclaimed = open_to_user.filter(claimed_by__isnull=True).order_by(
         *review_case_queue_order(user=user)
     )
     if connection.features.has_select_for_update_skip_locked:
@@ -141,15 +145,17 @@ def review_case_claim(*, case: ReviewCase, user: User) -> ReviewCase:
     """Claim one chosen case (from the queue); renewing one's own lease writes no event."""
     now = timezone.now()
     review_case_expire_leases(now=now)
-    states = review_case_states_claimable(user=user)
+    claimable = ReviewCase.objects.filter(
+        review_cases_not_uploaded_by(user=user),
+        pk=case.pk,
+        state__in=review_case_states_claimable(user=user),
+    )
     with transaction.atomic():
-        renewed = ReviewCase.objects.filter(pk=case.pk, state__in=states, claimed_by=user).update(
-            lease_expires_at=_lease_end(now)
-        )
+        renewed = claimable.filter(claimed_by=user).update(lease_expires_at=_lease_end(now))
         if not renewed:
-            claimed = ReviewCase.objects.filter(
-                pk=case.pk, state__in=states, claimed_by__isnull=True
-            ).update(claimed_by=user, lease_expires_at=_lease_end(now))
+            claimed = claimable.filter(claimed_by__isnull=True).update(
+                claimed_by=user, lease_expires_at=_lease_end(now)
+            )
             if not claimed:
                 raise _refused(case, user=user, decision=Decision.CONFIRM)
             ReviewEvent.objects.create(
@@ -203,6 +209,7 @@ def review_case_decide(
             raise ValidationError(problem, code="note_required")
         updated = (
             ReviewCase.objects.filter(
+                review_cases_not_uploaded_by(user=user),
                 pk=case.pk,
                 state__in=review_case_states_actionable(user=user, decision=decision),
             )
