@@ -158,11 +158,14 @@ def database_url_for_current_connection() -> str:
 class WorkerProcess:
     """A `celery worker` in its own process, started the way the Procfile starts it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, queues: str, concurrency: int) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, queues: str, concurrency: int, hostname: str
+    ) -> None:
         self.env = env
         self.log_path = log_path
         self.queues = queues
         self.concurrency = concurrency
+        self.hostname = hostname
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> None:
@@ -180,7 +183,7 @@ class WorkerProcess:
                 "--concurrency",
                 str(self.concurrency),
                 "--hostname",
-                f"test-{uuid.uuid4().hex[:8]}@%h",
+                self.hostname,
                 "--without-gossip",
                 "--without-mingle",
                 "-l",
@@ -228,8 +231,13 @@ def start_worker(tmp_path: Path, settings: Any) -> Iterator[Callable[..., Worker
     workers: list[WorkerProcess] = []
 
     def start(
-        *, queues: str = "celery", concurrency: int = 1, env: dict[str, str] | None = None
+        *,
+        queues: str = "celery",
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+        hostname: str | None = None,
     ) -> WorkerProcess:
+        """`hostname`: the same name again is the same worker restarted."""
         worker_env = {
             **os.environ,
             "DATABASE_URL": database_url_for_current_connection(),
@@ -238,7 +246,11 @@ def start_worker(tmp_path: Path, settings: Any) -> Iterator[Callable[..., Worker
             **(env or {}),
         }
         worker = WorkerProcess(
-            worker_env, tmp_path / f"worker-{len(workers)}.log", queues, concurrency
+            worker_env,
+            tmp_path / f"worker-{len(workers)}.log",
+            queues,
+            concurrency,
+            hostname or f"test-{uuid.uuid4().hex[:8]}@localhost",
         )
         workers.append(worker)
         worker.start()

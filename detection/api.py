@@ -14,8 +14,10 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -33,6 +35,8 @@ class UploadRefusedError(APIException):
     def __init__(self, refusal: UploadRefused) -> None:
         super().__init__(detail=refusal.message, code=refusal.code.value)
         self.status_code = refusal.status
+        # DRF's handler turns `wait` into the Retry-After header.
+        self.wait = refusal.retry_after
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -245,7 +249,11 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
         serializer = self.get_serializer(submission)
         return Response(
             serializer.data,
-            status=status.HTTP_202_ACCEPTED if outcome.created else status.HTTP_200_OK,
+            status=(
+                status.HTTP_202_ACCEPTED
+                if outcome.created or outcome.requeued
+                else status.HTTP_200_OK
+            ),
             headers={"Location": serializer.data["url"]},
         )
 
@@ -265,3 +273,11 @@ class SubmissionRetrieve(generics.RetrieveAPIView[Submission]):
         if submission is None:
             raise Http404
         return submission
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@permission_classes([AllowAny])
+def not_found(request: Request) -> Response:
+    """Unknown API paths and malformed ids: a 404 in the {code, detail} format."""
+    raise NotFound("No such API endpoint or object.")

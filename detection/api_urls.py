@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from detection import api
 
@@ -13,4 +13,6 @@ urlpatterns = [
         api.SubmissionRetrieve.as_view(),
         name="submission-detail",
     ),
+    # Last: every other path under the API answers in the API's own error format.
+    re_path(r"^.*$", api.not_found, name="not-found"),
 ]

@@ -45,7 +45,13 @@ class Submission(models.Model):
     # The Celery task id holding the current claim: a redelivery of the same message may
     # resume at once, any other message only after the claim has gone stale.
     claimed_by_task = models.CharField(max_length=64, blank=True)
+    # The Celery worker (its node name) that holds the claim: when that worker starts again,
+    # it knows the claim died with its previous run and sends the analysis again at once.
+    claimed_by_worker = models.CharField(max_length=255, blank=True)
     queued_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When the analysis message was last handed to the broker; empty while it never was
+    # (the broker was down at upload time): the sweeper sends those first.
+    sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import uuid
@@ -13,9 +14,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from kombu.exceptions import KombuError
 from PIL import Image
 
 from detection.models import Face, Submission
@@ -27,15 +29,29 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# How long a freshly committed upload may wait for its first message before the sweeper
+# sends one.
+UNSENT_GRACE_SECONDS = 30
+
 
 class RetryableAnalysisError(Exception):
     """The analysis failed but has attempts left: the task should run again later."""
+
+
+class EnvironmentUnavailable(Exception):
+    """Storage, the database or the broker failed, not the image: the analysis runs again
+    later without spending one of the image's attempts."""
+
+
+class StorageUnavailable(Exception):
+    """The upload could not be stored (read-only or full media storage): nothing was kept."""
 
 
 @dataclass(frozen=True)
 class SubmissionCreated:
     submission: Submission
     created: bool  # False when the uploader had already sent these exact bytes
+    requeued: bool = False  # those bytes had failed before and are analysed again
 
 
 def submission_create(*, uploader: User, data: bytes, filename: str) -> SubmissionCreated:
@@ -49,6 +65,11 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
     )
     existing = Submission.objects.filter(uploader=uploader, sha256=image.sha256).first()
     if existing is not None:
+        if existing.status == Submission.Status.FAILED:
+            # The same photo again after a failure: another chance, from scratch.
+            submission_reanalyze(submission=existing)
+            existing.refresh_from_db()
+            return SubmissionCreated(existing, created=False, requeued=True)
         return SubmissionCreated(existing, created=False)
 
     submission = Submission(
@@ -61,20 +82,25 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
         height=image.height,
         format=image.format,
     )
-    stored = _store_upload_files(submission, image)
+    try:
+        stored = _store_upload_files(submission, image)
+    except OSError as error:
+        logger.exception("cannot store the upload of %s", submission.id)
+        _delete_files(submission.image.name, submission.thumbnail.name)
+        raise StorageUnavailable(str(error)) from error
     try:
         with transaction.atomic():
             submission.save(force_insert=True)
-            _enqueue_analysis_on_commit(submission)
+            _send_analysis_on_commit(submission.id)
     except IntegrityError:
         # Two identical uploads raced; the other one won. Keep no files of ours.
-        for name in stored:
-            default_storage.delete(name)
+        _delete_files(*stored)
         winner = Submission.objects.get(uploader=uploader, sha256=image.sha256)
         return SubmissionCreated(winner, created=False)
     except BaseException:
-        for name in stored:
-            default_storage.delete(name)
+        # Only while nothing is committed: a failure to send after the commit is caught in
+        # analysis_send, so the files of a committed submission are never deleted here.
+        _delete_files(*stored)
         raise
     return SubmissionCreated(submission, created=True)
 
@@ -86,44 +112,97 @@ def submission_reanalyze(*, submission: Submission) -> None:
             status=Submission.Status.QUEUED,
             attempts=0,
             claimed_by_task="",
+            claimed_by_worker="",
             failure_reason="",
             started_at=None,
             finished_at=None,
             queued_at=timezone.now(),
+            sent_at=None,
         )
-        _enqueue_analysis_on_commit(submission)
+        _send_analysis_on_commit(submission.id)
+
+
+def analysis_send(*, submission_id: uuid.UUID) -> bool:
+    """Hand the analysis to the broker; False when the broker cannot be reached.
+
+    The row is committed before this runs, so a broker outage loses nothing: it is logged,
+    the submission stays queued with no `sent_at`, and the sweeper sends it once the broker
+    is back. The uploader is told the photo was accepted, which it was.
+    """
+    from detection.tasks import analyze_submission
+
+    try:
+        analyze_submission.delay(str(submission_id))
+    except (KombuError, OSError):
+        logger.exception(
+            "cannot send the analysis of %s to the broker; the sweeper will", submission_id
+        )
+        return False
+    Submission.objects.filter(id=submission_id).update(sent_at=timezone.now())
+    return True
 
 
 def submissions_requeue_stuck(*, now: datetime | None = None) -> list[uuid.UUID]:
     """Send again the analyses the broker may have lost: the database is the source of truth.
 
-    A submission still queued long after its message was sent, or processing under a claim
-    older than ANALYSIS_STALE_AFTER_SECONDS, gets a new message. Duplicates are harmless:
-    only one task can claim a submission at a time.
+    A queued submission never sent (the broker was down), or sent long ago, and a claim
+    older than ANALYSIS_STALE_AFTER_SECONDS get a new message. Duplicates are harmless: only
+    one task can claim a submission at a time. `queued_at` stays the upload time.
     """
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=settings.ANALYSIS_STALE_AFTER_SECONDS)
+    # A send happens right after the commit; give it that moment before calling it lost.
+    unsent_before = now - timedelta(seconds=UNSENT_GRACE_SECONDS)
     stuck = list(
         Submission.objects.filter(
-            Q(status=Submission.Status.QUEUED, queued_at__lt=stale_before)
+            Q(status=Submission.Status.QUEUED, sent_at__isnull=True, queued_at__lt=unsent_before)
+            | Q(status=Submission.Status.QUEUED, sent_at__lt=stale_before)
             | Q(status=Submission.Status.PROCESSING, started_at__lt=stale_before)
         ).values_list("id", flat=True)
     )
-    from detection.tasks import analyze_submission
-
     for submission_id in stuck:
         logger.warning("re-enqueueing stuck submission %s", submission_id)
-        # The queued clock restarts so that one sweep does not pile up messages every minute.
-        Submission.objects.filter(id=submission_id, status=Submission.Status.QUEUED).update(
-            queued_at=now
-        )
-        analyze_submission.delay(str(submission_id))
+        analysis_send(submission_id=submission_id)
     return stuck
 
 
-def analysis_run(*, submission_id: uuid.UUID, task_id: str) -> None:
-    """Claim the submission, analyse its image and store every result in one transaction."""
-    if not _claim(submission_id=submission_id, task_id=task_id):
+def submissions_recover_dead_claims(
+    *, this_worker: str, live_workers: set[str] | None
+) -> list[uuid.UUID]:
+    """At a worker's start: send again what workers that died had claimed.
+
+    This worker's own earlier claims died with its previous run (it has just started and
+    holds none); with `live_workers` (those that answered a ping), claims of every other
+    worker are dead too. Each claim is released only if it is still the one seen, so a
+    task that finished meanwhile is left alone.
+    """
+    dead = Q(claimed_by_worker=this_worker)
+    if live_workers is not None:
+        dead |= ~Q(claimed_by_worker__in={*live_workers, this_worker})
+    claims = list(
+        Submission.objects.filter(dead, status=Submission.Status.PROCESSING)
+        .exclude(claimed_by_worker="")
+        .values_list("id", "claimed_by_task")
+    )
+    recovered = []
+    for submission_id, task_id in claims:
+        released = Submission.objects.filter(
+            id=submission_id, status=Submission.Status.PROCESSING, claimed_by_task=task_id
+        ).update(status=Submission.Status.QUEUED, claimed_by_task="", claimed_by_worker="")
+        if released:
+            logger.warning("re-sending %s: the worker that claimed it died", submission_id)
+            analysis_send(submission_id=submission_id)
+            recovered.append(submission_id)
+    return recovered
+
+
+def analysis_run(*, submission_id: uuid.UUID, task_id: str, worker: str) -> None:
+    """Claim the submission, analyse its image and store every result in one transaction.
+
+    Raises EnvironmentUnavailable when storage or the database failed (the attempt is given
+    back), RetryableAnalysisError when the analysis failed with attempts left.
+    """
+    if not _claim(submission_id=submission_id, task_id=task_id, worker=worker):
         return
     submission = Submission.objects.get(id=submission_id)
     if submission.attempts > settings.ANALYSIS_MAX_ATTEMPTS:
@@ -139,12 +218,20 @@ def analysis_run(*, submission_id: uuid.UUID, task_id: str) -> None:
         result = _analyze(submission)
         _store_result(submission_id=submission_id, task_id=task_id, result=result)
     except Exception as error:
+        if _is_environmental(error):
+            logger.exception("analysis of %s stopped by its environment", submission_id)
+            Submission.objects.filter(id=submission_id, claimed_by_task=task_id).update(
+                status=Submission.Status.QUEUED,
+                attempts=F("attempts") - 1,
+                sent_at=timezone.now(),
+            )
+            raise EnvironmentUnavailable(str(error)) from error
         logger.exception("analysis of %s failed (attempt %s)", submission_id, submission.attempts)
         if submission.attempts >= settings.ANALYSIS_MAX_ATTEMPTS:
             analysis_fail(submission_id=submission_id, reason=_plain_failure(error))
             return
         Submission.objects.filter(id=submission_id, claimed_by_task=task_id).update(
-            status=Submission.Status.QUEUED
+            status=Submission.Status.QUEUED, sent_at=timezone.now()
         )
         raise RetryableAnalysisError(str(error)) from error
 
@@ -164,7 +251,7 @@ def sanitize_filename(filename: str) -> str:
     return name[:255] or "upload"
 
 
-def _claim(*, submission_id: uuid.UUID, task_id: str) -> bool:
+def _claim(*, submission_id: uuid.UUID, task_id: str, worker: str) -> bool:
     """A conditional UPDATE: proceed only if exactly this task now holds the submission.
 
     The attempt counter is committed here, before the heavy work, so a worker that is
@@ -181,6 +268,7 @@ def _claim(*, submission_id: uuid.UUID, task_id: str) -> bool:
         status=Submission.Status.PROCESSING,
         attempts=F("attempts") + 1,
         claimed_by_task=task_id,
+        claimed_by_worker=worker,
         started_at=now,
     )
     return updated == 1
@@ -248,11 +336,8 @@ def _store_upload_files(submission: Submission, image: ValidatedImage) -> list[s
     return [submission.image.name, submission.thumbnail.name]
 
 
-def _enqueue_analysis_on_commit(submission: Submission) -> None:
-    from detection.tasks import analyze_submission
-
-    # celery-types does not know delay_on_commit (Celery 5.4+) yet.
-    analyze_submission.delay_on_commit(str(submission.id))  # type: ignore[attr-defined]
+def _send_analysis_on_commit(submission_id: uuid.UUID) -> None:
+    transaction.on_commit(functools.partial(analysis_send, submission_id=submission_id))
 
 
 def _folder(submission: Submission) -> str:
@@ -281,6 +366,17 @@ def _jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def _is_environmental(error: Exception) -> bool:
+    """A failure of what the analysis runs on (storage, database, broker), not of the image.
+
+    A missing stored file is the image's: it will not come back. Any other OSError (a
+    read-only or full disk, a lost network share) is the storage's.
+    """
+    if isinstance(error, FileNotFoundError):
+        return False
+    return isinstance(error, OSError | DatabaseError | KombuError)
 
 
 def _plain_failure(error: Exception) -> str:

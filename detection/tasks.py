@@ -6,12 +6,20 @@ process, never when this module is imported.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from typing import Any
 
-from celery import Task, shared_task
+from celery import Celery, Task, shared_task
+from celery.signals import worker_ready
 from django.conf import settings
+from django.db import connections
 
 from detection import services
+
+logger = logging.getLogger(__name__)
+# Answers to the start-up ping that arrive later than this count as a dead worker's silence.
+_PING_SECONDS = 2.0
 
 
 @shared_task(
@@ -26,11 +34,46 @@ from detection import services
 )
 def analyze_submission(self: Task, submission_id: str) -> None:
     try:
-        services.analysis_run(submission_id=uuid.UUID(submission_id), task_id=str(self.request.id))
+        services.analysis_run(
+            submission_id=uuid.UUID(submission_id),
+            task_id=str(self.request.id),
+            worker=str(self.request.hostname),
+        )
     except services.RetryableAnalysisError as error:
         raise self.retry(exc=error, countdown=settings.ANALYSIS_RETRY_DELAY_SECONDS) from error
+    except services.EnvironmentUnavailable as error:
+        # Storage or the database is down: wait longer each time, up to the stale limit.
+        delay = settings.ANALYSIS_RETRY_DELAY_SECONDS * 2 ** min(self.request.retries, 16)
+        countdown = min(max(delay, 1), settings.ANALYSIS_STALE_AFTER_SECONDS)
+        raise self.retry(exc=error, countdown=countdown) from error
 
 
 @shared_task
 def sweep_stuck_submissions() -> int:
     return len(services.submissions_requeue_stuck())
+
+
+@worker_ready.connect
+def recover_claims_of_dead_workers(sender: Any, **_: Any) -> None:
+    """A starting worker sends again at once what died with it or with other workers,
+    instead of leaving it to the sweeper's stale limit (ten minutes)."""
+    try:
+        services.submissions_recover_dead_claims(
+            this_worker=sender.hostname, live_workers=_live_workers(sender.app)
+        )
+    finally:
+        # This runs in the worker's main process, which forks new pool children later:
+        # they must not inherit its database connection.
+        connections.close_all()
+
+
+def _live_workers(app: Celery) -> set[str] | None:
+    """The workers that answer a ping, or None where the broker cannot broadcast one."""
+    if not str(app.conf.broker_url).startswith(("redis://", "rediss://")):
+        return None
+    try:
+        answers = app.control.ping(timeout=_PING_SECONDS)
+    except Exception:  # a failed ping must not stop the worker; only its recovery is lost
+        logger.exception("cannot ping the other workers")
+        return None
+    return {name for answer in answers or [] for name in answer}

@@ -2,8 +2,9 @@
 
 Every upload passes the same checks in the same order: a body with a length, the rate
 limits, the byte limit (enforced while the body streams in), a file at all, then the
-validation and storage in `services.submission_create`. Each refusal carries the HTTP
-status, a machine code and a message for people; nothing is stored for a refused upload.
+validation and storage in `services.submission_create`. Each refusal carries a machine
+code (which sets the HTTP status), a message for people and, for passing reasons, when to
+try again; nothing is stored for a refused upload.
 """
 
 from __future__ import annotations
@@ -12,38 +13,71 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest
 
 from detection import services
-from detection.throttling import rate_limited_message, upload_rate_exceeded
+from detection.throttling import RateLimitUnavailable, rate_limited_message, upload_rate_wait
 from detection.uploads import LENGTH_REQUIRED_MESSAGE, body_length_missing, upload_was_too_large
 from detection.validation import RejectionCode, UploadRejected, too_large_message
 
 UPLOAD_FIELD = "image"
 
 
+# A refusal for a passing reason says when to come back.
+UNAVAILABLE_RETRY_SECONDS = 30
+_STATUS = {
+    RejectionCode.LENGTH_REQUIRED: 411,
+    RejectionCode.FILE_TOO_LARGE: 413,
+    RejectionCode.RATE_LIMITED: 429,
+    RejectionCode.STORAGE_UNAVAILABLE: 503,
+    RejectionCode.SERVICE_UNAVAILABLE: 503,
+}
+
+
 @dataclass(frozen=True)
 class UploadRefused(Exception):
-    status: int
     code: RejectionCode
     message: str
+    retry_after: int | None = None  # seconds, for the Retry-After header
+
+    @property
+    def status(self) -> int:
+        return _STATUS.get(self.code, 400)
 
 
 def upload_accept(request: HttpRequest, *, user: User) -> services.SubmissionCreated:
     """Accept the photo in the request's `image` field, or raise UploadRefused."""
     if body_length_missing(request):
-        raise UploadRefused(411, RejectionCode.LENGTH_REQUIRED, LENGTH_REQUIRED_MESSAGE)
-    if upload_rate_exceeded(request):
-        raise UploadRefused(429, RejectionCode.RATE_LIMITED, rate_limited_message())
-    uploaded = request.FILES.get(UPLOAD_FIELD)  # parses the body through the upload handler
+        raise UploadRefused(RejectionCode.LENGTH_REQUIRED, LENGTH_REQUIRED_MESSAGE)
+    try:
+        wait = upload_rate_wait(request)
+    except RateLimitUnavailable:
+        # Without its counters the service cannot bound abuse, so it pauses uploads rather
+        # than take them unlimited.
+        message = "Uploads are paused for a moment; please try again shortly."
+        raise UploadRefused(
+            RejectionCode.SERVICE_UNAVAILABLE, message, UNAVAILABLE_RETRY_SECONDS
+        ) from None
+    if wait is not None:
+        raise UploadRefused(RejectionCode.RATE_LIMITED, rate_limited_message(), wait)
+    try:
+        uploaded = request.FILES.get(UPLOAD_FIELD)  # parses the body through the handler
+    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as error:
+        raise UploadRefused(RejectionCode.REQUEST_TOO_LARGE, str(error)) from None
     if upload_was_too_large(request):
         message = too_large_message(settings.UPLOAD_MAX_BYTES)
-        raise UploadRefused(400, RejectionCode.FILE_TOO_LARGE, message)
+        raise UploadRefused(RejectionCode.FILE_TOO_LARGE, message)
     if uploaded is None:
-        raise UploadRefused(400, RejectionCode.MISSING_IMAGE, "Choose a photo to upload.")
+        raise UploadRefused(RejectionCode.MISSING_IMAGE, "Choose a photo to upload.")
     try:
         return services.submission_create(
             uploader=user, data=uploaded.read(), filename=uploaded.name or ""
         )
     except UploadRejected as rejection:
-        raise UploadRefused(400, rejection.code, rejection.message) from None
+        raise UploadRefused(rejection.code, rejection.message) from None
+    except services.StorageUnavailable:
+        message = "The photo could not be stored just now; nothing was kept. Please try again."
+        raise UploadRefused(
+            RejectionCode.STORAGE_UNAVAILABLE, message, UNAVAILABLE_RETRY_SECONDS
+        ) from None

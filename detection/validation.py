@@ -34,12 +34,15 @@ class RejectionCode(StrEnum):
     LENGTH_REQUIRED = "length_required"
     RATE_LIMITED = "throttled"
     MISSING_IMAGE = "missing_image"
+    REQUEST_TOO_LARGE = "request_too_large"
     EMPTY_FILE = "empty_file"
     FILE_TOO_LARGE = "file_too_large"
     TOO_MANY_PIXELS = "too_many_pixels"
     UNSUPPORTED_FORMAT = "unsupported_format"
     ANIMATED_IMAGE = "animated_image"
     CORRUPT_IMAGE = "corrupt_image"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    SERVICE_UNAVAILABLE = "service_unavailable"
 
 
 class UploadRejected(Exception):

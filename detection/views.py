@@ -64,17 +64,19 @@ def upload(request: SignedInRequest) -> HttpResponse:
         outcome = upload_accept(request, user=request.user)
     except UploadRefused as refusal:
         form = UploadForm(data={})
-        if refusal.status in (411, 429):
+        if refusal.retry_after is not None or refusal.status == 411:
             # Nothing about the file itself: the request as a whole was refused.
-            return render(
-                request,
-                "detection/upload.html",
-                _upload_context(form, refusal=refusal.message),
-                status=refusal.status,
-            )
-        form.add_error("image", refusal.message)
-        return render(request, "detection/upload.html", _upload_context(form), status=400)
-    if not outcome.created:
+            context = _upload_context(form, refusal=refusal.message)
+        else:
+            form.add_error("image", refusal.message)
+            context = _upload_context(form)
+        response = render(request, "detection/upload.html", context, status=refusal.status)
+        if refusal.retry_after is not None:
+            response["Retry-After"] = str(refusal.retry_after)
+        return response
+    if outcome.requeued:
+        messages.info(request, "This photo failed before; it is being analysed again.")
+    elif not outcome.created:
         messages.info(request, "You already uploaded this image; here is its analysis.")
     return redirect("detection:submission-detail", submission_id=outcome.submission.id)
 

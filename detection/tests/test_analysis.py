@@ -29,7 +29,9 @@ def two_face_submission(settings: Any, demo_checkpoint: Path) -> Submission:
 def test_analysis_stores_every_face_its_heatmap_and_the_verdict(
     two_face_submission: Submission,
 ) -> None:
-    services.analysis_run(submission_id=two_face_submission.id, task_id="task-1")
+    services.analysis_run(
+        submission_id=two_face_submission.id, task_id="task-1", worker="test@host"
+    )
     submission = Submission.objects.get(id=two_face_submission.id)
     assert submission.status == Submission.Status.DONE
     assert submission.attempts == 1
@@ -48,27 +50,34 @@ def test_analysis_stores_every_face_its_heatmap_and_the_verdict(
 def test_re_running_an_analysis_replaces_results_instead_of_adding(
     two_face_submission: Submission, private_media_root: Path
 ) -> None:
-    services.analysis_run(submission_id=two_face_submission.id, task_id="task-1")
+    services.analysis_run(
+        submission_id=two_face_submission.id, task_id="task-1", worker="test@host"
+    )
     files_after_first = sorted(p for p in private_media_root.rglob("*") if p.is_file())
     services.submission_reanalyze(submission=two_face_submission)
-    services.analysis_run(submission_id=two_face_submission.id, task_id="task-2")
+    services.analysis_run(
+        submission_id=two_face_submission.id, task_id="task-2", worker="test@host"
+    )
     assert Face.objects.filter(submission=two_face_submission).count() == 2
     assert sorted(p for p in private_media_root.rglob("*") if p.is_file()) == files_after_first
 
 
 def test_only_one_task_can_hold_a_claim() -> None:
     submission = SubmissionFactory.create()
-    assert services._claim(submission_id=submission.id, task_id="first")
-    assert not services._claim(submission_id=submission.id, task_id="second")
-    assert services._claim(submission_id=submission.id, task_id="first"), "a redelivery resumes"
-    assert Submission.objects.get(id=submission.id).attempts == 2
+    assert services._claim(submission_id=submission.id, task_id="first", worker="w@h")
+    assert not services._claim(submission_id=submission.id, task_id="second", worker="w@h")
+    assert services._claim(submission_id=submission.id, task_id="first", worker="w@h"), (
+        "a redelivery resumes"
+    )
+    claimed = Submission.objects.get(id=submission.id)
+    assert (claimed.attempts, claimed.claimed_by_worker) == (2, "w@h")
 
 
 def test_submission_that_crashed_its_worker_three_times_is_failed_without_running() -> None:
     submission = SubmissionFactory.create(
         status=Submission.Status.PROCESSING, claimed_by_task="task-1", attempts=3
     )
-    services.analysis_run(submission_id=submission.id, task_id="task-1")
+    services.analysis_run(submission_id=submission.id, task_id="task-1", worker="test@host")
     submission.refresh_from_db()
     assert submission.status == Submission.Status.FAILED
     assert "attempted 3 times" in submission.failure_reason
@@ -79,5 +88,5 @@ def test_analysis_of_a_deleted_submission_does_nothing() -> None:
     submission = SubmissionFactory.create()
     submission_id = submission.id
     submission.delete()
-    services.analysis_run(submission_id=submission_id, task_id="task-1")
+    services.analysis_run(submission_id=submission_id, task_id="task-1", worker="test@host")
     assert not Submission.objects.exists()

@@ -79,10 +79,10 @@ def test_bad_uploads_answer_400_with_a_machine_readable_code(
     assert not Submission.objects.exists()
 
 
-def test_over_the_byte_limit_answers_400_file_too_large(api: Client, settings: Any) -> None:
+def test_over_the_byte_limit_answers_413_file_too_large(api: Client, settings: Any) -> None:
     settings.UPLOAD_MAX_BYTES = 500
     response = api.post(reverse("api:submission-list"), {"image": jpeg_file()})
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert response.json()["code"] == RejectionCode.FILE_TOO_LARGE
 
 

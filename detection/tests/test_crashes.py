@@ -243,6 +243,42 @@ def test_whole_worker_killed_mid_analysis_is_recovered_by_the_sweeper_after_a_re
     assert f"re-enqueueing stuck submission {submission_id}" in restarted.log()
 
 
+def test_a_worker_restarted_after_a_kill_sends_its_lost_claim_again_at_once(
+    client: Client, start_worker: Callable[..., WorkerProcess], demo_checkpoint: Path
+) -> None:
+    """No sweeper runs here, and claims only go stale after ten minutes: the restarted
+    worker itself must notice that the claim died with its previous run."""
+    client.force_login(UserFactory.create(username="owner"))
+    env = worker_env(demo_checkpoint, ANALYSIS_STALE_AFTER_SECONDS="600")
+    worker = start_worker(queues="inference,celery", env=env, hostname="restarted@localhost")
+    with (TEST_FRAMES / "fake_frame_3.jpg").open("rb") as image:
+        response = client.post(reverse("api:submission-list"), {"image": image})
+    assert response.status_code == 202, response.content
+    submission_id = uuid.UUID(response.json()["id"])
+    wait_until(
+        lambda: statuses([submission_id])[submission_id] == Submission.Status.PROCESSING,
+        timeout=60,
+        what="the worker to claim the submission",
+    )
+    assert worker.process is not None
+    group = [worker.process.pid, *worker.child_pids()]
+    worker.stop(sig=signal.SIGKILL)
+    wait_until(lambda: not living(group), timeout=10, what="every worker process to die")
+    assert Submission.objects.get(id=submission_id).claimed_by_worker == "restarted@localhost"
+
+    restarted = start_worker(queues="inference,celery", env=env, hostname="restarted@localhost")
+    wait_until(
+        lambda: all_final([submission_id]),
+        timeout=FINAL_TIMEOUT_SECONDS,
+        what=f"the restarted worker to finish it: {statuses([submission_id])}",
+    )
+    submission = Submission.objects.get(id=submission_id)
+    assert submission.status == Submission.Status.DONE, submission.failure_reason
+    assert submission.attempts == 2
+    assert "the worker that claimed it died" in restarted.log()
+    assert_no_orphaned_files([submission_id])
+
+
 @pytest.mark.parametrize("persistence", ["none", "aof"])
 def test_redis_restart_with_submissions_queued_still_finishes_every_submission(
     persistence: Persistence,

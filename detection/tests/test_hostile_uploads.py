@@ -284,7 +284,7 @@ def test_oversized_bodies_through_gunicorn_get_clear_errors_with_or_without_leng
         return response.status, json.loads(response.read() or b"{}")
 
     status, answer = send(body=body)
-    assert (status, answer["code"]) == (400, RejectionCode.FILE_TOO_LARGE)
+    assert (status, answer["code"]) == (413, RejectionCode.FILE_TOO_LARGE)
     chunks = (body[start : start + 65536] for start in range(0, len(body), 65536))
     status, answer = send(body=chunks, encode_chunked=True)
     assert (status, answer["code"]) == (411, RejectionCode.LENGTH_REQUIRED)

@@ -77,7 +77,7 @@ def test_file_over_the_byte_limit_shows_the_limit(owner_client: Client, settings
         reverse("detection:upload"),
         {"image": SimpleUploadedFile("big.jpg", jpeg((600, 600), "red") + b"\0" * 5000)},
     )
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "larger than the 0.002 MB limit" in response.content.decode()
     assert not Submission.objects.exists()
 
