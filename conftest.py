@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -259,6 +260,55 @@ def start_worker(tmp_path: Path, settings: Any) -> Iterator[Callable[..., Worker
     yield start
     for worker in workers:
         worker.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def start_gunicorn() -> Iterator[Callable[[dict[str, str]], str]]:
+    """Start gunicorn on a free port with these environment overrides; "host:port" back."""
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str], workers: int = 1, threads: int = 1) -> str:
+        port = free_port()
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "deepfake_site.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO_ROOT,
+            env={**os.environ, "SECURE_SSL_REDIRECT": "false", **env},
+        )
+        servers.append(server)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return f"127.0.0.1:{port}"
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError("gunicorn exited at start") from None
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start in 30 s")
+
+    yield start
+    for server in servers:
+        server.terminate()
+        server.wait(10)
 
 
 @pytest.fixture(scope="session")

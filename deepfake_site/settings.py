@@ -95,7 +95,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
     # A file, not memory, so that a Celery worker started by the tests sees the test data.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    DATABASES["default"]["OPTIONS"] = {
+        # Seconds a connection waits for another's write lock before "database is locked".
+        "timeout": 20,
+        # Take the write lock when a transaction starts: a transaction that read first and
+        # then wrote could otherwise deadlock with another writer, which SQLite breaks by
+        # failing it at once, whatever the timeout (web and worker write side by side).
+        "transaction_mode": "IMMEDIATE",
+        # WAL lets readers go on while one connection writes.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -29,6 +28,7 @@ from conftest import (
     TEST_FRAMES,
     WorkerProcess,
     assert_no_orphaned_files,
+    free_port,
     redis_is_up,
     require_service,
 )
@@ -115,13 +115,6 @@ def send_through(broker_url: str, task_name: str, *args: str) -> None:
     """Publish to this broker, not to the one the test process's Celery app is set up with."""
     with celery_app.connection_for_write(broker_url) as connection:
         celery_app.send_task(task_name, args=args, connection=connection)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class DedicatedRedis:

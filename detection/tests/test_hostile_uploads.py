@@ -10,14 +10,10 @@ import http.client
 import io
 import json
 import os
-import socket
 import struct
-import subprocess
-import sys
-import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -32,7 +28,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from rest_framework.authtoken.models import Token
 
-from conftest import REPO_ROOT, database_url_for_current_connection
+from conftest import database_url_for_current_connection
 from detection.models import Submission
 from detection.tests.factories import UserFactory
 from detection.validation import RejectionCode, UploadRejected, validate_image_upload
@@ -207,49 +203,18 @@ def check_validation_outcome(data: bytes) -> None:
     assert rejection.message
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
-def gunicorn_server(settings: Any, private_media_root: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_current_connection(),
-        "MEDIA_ROOT": str(private_media_root),
-        "UPLOAD_MAX_BYTES": "100000",
-        "SECURE_SSL_REDIRECT": "false",
-        "SECRET_KEY": "gunicorn-test-key",
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "deepfake_site.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
+def gunicorn_server(
+    start_gunicorn: Callable[..., str], settings: Any, private_media_root: Path
+) -> str:
+    return start_gunicorn(
+        {
+            "DATABASE_URL": database_url_for_current_connection(),
+            "MEDIA_ROOT": str(private_media_root),
+            "UPLOAD_MAX_BYTES": "100000",
+            "SECRET_KEY": "gunicorn-test-key",
+        }
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
-    server.terminate()
-    server.wait(10)
 
 
 def multipart(boundary: str, payload: bytes) -> bytes:
