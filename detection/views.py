@@ -16,12 +16,13 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.authtoken.models import Token
+from knox.auth import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from deepfake_site.http import SignedInRequest
+from deepfake_site.selectors import api_token_get_current
+from deepfake_site.services import api_token_rotate
 from detection import selectors
 from detection.forms import SubmissionFilterForm, UploadForm
 from detection.models import Face, Submission
@@ -116,12 +117,9 @@ def submission_list(request: SignedInRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def api_token(request: SignedInRequest) -> HttpResponse:
     """Create or rotate the user's API token; the key is shown only right after it changes."""
-    new_key = None
-    if request.method == "POST":
-        Token.objects.filter(user=request.user).delete()
-        new_key = Token.objects.create(user=request.user).key
-    has_token = new_key is not None or Token.objects.filter(user=request.user).exists()
-    return render(request, "detection/api_token.html", {"new_key": new_key, "has_token": has_token})
+    new_key = api_token_rotate(user=request.user) if request.method == "POST" else None
+    token = api_token_get_current(user=request.user)
+    return render(request, "detection/api_token.html", {"new_key": new_key, "token": token})
 
 
 @login_or_token_required

@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
-from rest_framework.authtoken.models import Token
 
+from deepfake_site.services import api_token_rotate
 from detection.models import Submission
 from detection.tests.factories import UserFactory
 from detection.validation import RejectionCode
@@ -57,7 +57,7 @@ def test_api_uploads_past_the_per_address_limit_get_429_json(settings: Any) -> N
     answers = []
     for n in range(3):
         # Different accounts from one address: the address limit still applies.
-        token = Token.objects.create(user=UserFactory.create()).key
+        token = api_token_rotate(user=UserFactory.create())
         api = Client(HTTP_AUTHORIZATION=f"Token {token}")
         answers.append(api.post(reverse("api:submission-list"), {"image": distinct_jpeg(n)}))
     assert [answer.status_code for answer in answers] == [202, 202, 429]

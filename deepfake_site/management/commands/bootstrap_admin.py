@@ -28,6 +28,9 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = user.is_active = True
         if email:
             user.email = email
-        user.set_password(password)
+        # Only a new password is set: setting one revokes the account's API tokens, and this
+        # runs at every start of the web container.
+        if not user.check_password(password):
+            user.set_password(password)
         user.save()
         self.stdout.write(f"{'Created' if created else 'Updated'} superuser {username!r}.")
