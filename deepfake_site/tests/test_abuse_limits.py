@@ -91,3 +91,51 @@ def test_repeated_wrong_passwords_lock_the_account_then_the_cool_off_releases_it
     AccessAttempt.objects.update(attempt_time="2000-01-01T00:00:00Z")  # the cool-off passed
     browser.post(reverse("login"), {"username": "target", "password": PASSWORD})
     assert "_auth_user_id" in browser.session
+
+
+def change_password(browser: Client, old_password: str) -> tuple[int, str]:
+    """The status and the page of an attempt to change the password."""
+    new = "a-brand-new-passphrase-7"
+    response = browser.post(
+        reverse("password_change"),
+        {"old_password": old_password, "new_password1": new, "new_password2": new},
+    )
+    return response.status_code, response.content.decode()
+
+
+def test_wrong_old_passwords_on_the_password_page_lock_the_account_out(settings: Any) -> None:
+    settings.AXES_FAILURE_LIMIT = 3
+    user = UserFactory.create(username="target")
+    browser = Client()
+    browser.force_login(user)
+    assert [change_password(browser, "guess")[0] for _ in range(2)] == [200, 200]
+    status, page = change_password(browser, "guess")
+    assert status == 429
+    assert "Too many failed log-ins" in page
+    # The session that guessed is over, and the right password does not sign back in.
+    assert "_auth_user_id" not in browser.session
+    again = Client().post(reverse("login"), {"username": "target", "password": PASSWORD})
+    assert again.status_code == 429
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
+def test_wrong_old_passwords_and_wrong_log_ins_count_together(settings: Any) -> None:
+    settings.AXES_FAILURE_LIMIT = 3
+    user = UserFactory.create(username="target")
+    Client().post(reverse("login"), {"username": "target", "password": "guess"})
+    browser = Client()
+    browser.force_login(user)
+    change_password(browser, "guess")
+    assert change_password(browser, "guess")[0] == 429
+
+
+def test_the_right_old_password_still_changes_it_below_the_limit(settings: Any) -> None:
+    settings.AXES_FAILURE_LIMIT = 3
+    user = UserFactory.create(username="target")
+    browser = Client()
+    browser.force_login(user)
+    change_password(browser, "guess")
+    assert change_password(browser, PASSWORD)[0] == 302
+    user.refresh_from_db()
+    assert user.check_password("a-brand-new-passphrase-7")
