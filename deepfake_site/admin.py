@@ -1,10 +1,38 @@
-"""API tokens in the admin: listed by the first characters of their key, never the hash."""
+"""Accounts in the admin: one account per e-mail address, and API tokens listed by the first
+characters of their key."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from knox.models import AuthToken
+
+from deepfake_site.selectors import user_email_taken
+
+
+class OneAccountPerEmailChangeForm(UserChangeForm):
+    """The database refuses a second account with one address; say so instead of a 500."""
+
+    def clean_email(self) -> str:
+        email: str = self.cleaned_data["email"]
+        if email and user_email_taken(email=email, except_user=self.instance):
+            raise ValidationError(
+                "An account with this e-mail address already exists.", code="email_taken"
+            )
+        return email
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class AccountAdmin(UserAdmin):
+    form = OneAccountPerEmailChangeForm
+
 
 # knox's own admin lists the digest and can create tokens, showing their key in a message.
 admin.site.unregister(AuthToken)

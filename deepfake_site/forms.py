@@ -9,11 +9,21 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
+from deepfake_site.selectors import user_email_taken
+
 
 class SignUpForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username", "email")
+
+    def clean_email(self) -> str:
+        email: str = self.cleaned_data["email"]
+        if email and user_email_taken(email=email):
+            raise ValidationError(
+                "An account with this e-mail address already exists.", code="email_taken"
+            )
+        return email
 
 
 class CountedPasswordChangeForm(PasswordChangeForm):

@@ -246,6 +246,7 @@ AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0)
 # --- Abuse limits -------------------------------------------------------------------------
 UPLOAD_RATE_PER_USER = env.str("UPLOAD_RATE_PER_USER", default="30/m")
 UPLOAD_RATE_PER_IP = env.str("UPLOAD_RATE_PER_IP", default="60/m")
+SIGNUP_RATE_PER_IP = env.str("SIGNUP_RATE_PER_IP", default="10/h")
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 # Counting must be shared by every web process: Redis (CACHE_URL) in production. Django's
 # own RedisCache increments atomically, though django-ratelimit only lists django-redis.

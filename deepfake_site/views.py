@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from .forms import CountedPasswordChangeForm, SignUpForm
+from .throttling import signup_rate_exceeded, signup_rate_limited_message
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -23,6 +24,13 @@ def home(request: HttpRequest) -> HttpResponse:
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("home")
+    if request.method == "POST" and signup_rate_exceeded(request):
+        return render(
+            request,
+            "registration/signup.html",
+            {"form": SignUpForm(), "refusal": signup_rate_limited_message()},
+            status=429,
+        )
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()

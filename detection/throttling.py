@@ -6,6 +6,8 @@ from django.conf import settings
 from django.http import HttpRequest
 from django_ratelimit.core import is_ratelimited
 
+from deepfake_site.throttling import rate_in_words
+
 
 def upload_rate_exceeded(request: HttpRequest) -> bool:
     """Count this upload attempt; True when the user or the address is over its limit."""
@@ -28,13 +30,7 @@ def upload_rate_exceeded(request: HttpRequest) -> bool:
 
 def rate_limited_message() -> str:
     return (
-        f"Too many uploads. Each account may send {_per_minute(settings.UPLOAD_RATE_PER_USER)}"
+        f"Too many uploads. Each account may send {rate_in_words(settings.UPLOAD_RATE_PER_USER)}"
         " and each network address "
-        f"{_per_minute(settings.UPLOAD_RATE_PER_IP)}; please wait a minute and try again."
+        f"{rate_in_words(settings.UPLOAD_RATE_PER_IP)}; please wait a minute and try again."
     )
-
-
-def _per_minute(rate: str) -> str:
-    count, _, period = rate.partition("/")
-    unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}.get(period[-1:], period)
-    return f"{count} per {unit}"

@@ -8,6 +8,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
@@ -139,3 +140,29 @@ def test_the_right_old_password_still_changes_it_below_the_limit(settings: Any) 
     assert change_password(browser, PASSWORD)[0] == 302
     user.refresh_from_db()
     assert user.check_password("a-brand-new-passphrase-7")
+
+
+def sign_up(number: int, address: str = "127.0.0.1") -> tuple[int, str]:
+    """A fresh visitor from `address` signs up; the status and the page it got."""
+    response = Client(REMOTE_ADDR=address).post(
+        reverse("signup"),
+        {
+            "username": f"newcomer{number}",
+            "email": f"newcomer{number}@example.com",
+            "password1": "a-long-enough-passphrase-42",
+            "password2": "a-long-enough-passphrase-42",
+        },
+    )
+    return response.status_code, response.content.decode()
+
+
+def test_sign_ups_past_the_per_address_limit_get_429_with_a_clear_page(settings: Any) -> None:
+    settings.SIGNUP_RATE_PER_IP = "2/h"
+    assert [sign_up(n)[0] for n in range(2)] == [302, 302]
+    status, page = sign_up(2)
+    assert status == 429
+    assert "Too many sign-ups from your network address" in page
+    assert "2 per hour" in page
+    assert not User.objects.filter(username="newcomer2").exists()
+    # Another address is not held back.
+    assert sign_up(3, address="192.0.2.7")[0] == 302
