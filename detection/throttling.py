@@ -7,6 +7,8 @@ from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 from redis import RedisError
 
+from deepfake_site.throttling import rate_in_words
+
 
 class RateLimitUnavailable(Exception):
     """The counters live in the cache, and the cache cannot be reached."""
@@ -34,13 +36,7 @@ def upload_rate_wait(request: HttpRequest) -> int | None:
 
 def rate_limited_message() -> str:
     return (
-        f"Too many uploads. Each account may send {_per_minute(settings.UPLOAD_RATE_PER_USER)}"
+        f"Too many uploads. Each account may send {rate_in_words(settings.UPLOAD_RATE_PER_USER)}"
         " and each network address "
-        f"{_per_minute(settings.UPLOAD_RATE_PER_IP)}; please wait a minute and try again."
+        f"{rate_in_words(settings.UPLOAD_RATE_PER_IP)}; please wait a minute and try again."
     )
-
-
-def _per_minute(rate: str) -> str:
-    count, _, period = rate.partition("/")
-    unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}.get(period[-1:], period)
-    return f"{count} per {unit}"

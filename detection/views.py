@@ -11,17 +11,26 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.authtoken.models import Token
+from django.views.decorators.http import require_GET, require_http_methods, require_safe
+from knox.auth import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from deepfake_site.http import SignedInRequest
+from deepfake_site.selectors import api_token_get_current
+from deepfake_site.services import api_token_rotate
 from detection import selectors
 from detection.forms import SubmissionFilterForm, UploadForm
 from detection.models import Face, Submission
@@ -32,20 +41,35 @@ MediaView = Callable[..., HttpResponseBase]
 
 
 def login_or_token_required(view: MediaView) -> MediaView:
-    """Media are fetched by browsers (session) and by API clients (the `Token` header)."""
+    """Media are fetched by browsers (session) and by API clients (the `Token` header).
+
+    A request that carries credentials which do not authenticate comes from an API client:
+    it gets the API's 401 in JSON, not a redirect to a log-in page it cannot use.
+    """
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated and request.headers.get("Authorization"):
             try:
-                authenticated = TokenAuthentication().authenticate(Request(request))
-            except AuthenticationFailed:
-                authenticated = None
-            if authenticated is not None:
-                request.user = authenticated[0]
+                request.user = _token_user(request)
+            except AuthenticationFailed as failure:
+                response = JsonResponse(
+                    {"code": failure.get_codes(), "detail": str(failure.detail)}, status=401
+                )
+                response["WWW-Authenticate"] = TokenAuthentication().authenticate_header(request)
+                return response
         return login_required(view)(request, *args, **kwargs)
 
     return wrapper
+
+
+def _token_user(request: HttpRequest) -> User:
+    authenticated = TokenAuthentication().authenticate(Request(request))
+    if authenticated is None:
+        # Another scheme (Basic, Bearer...): still a client that expected an API answer.
+        raise AuthenticationFailed("Send the header `Authorization: Token <key>`.")
+    user: User = authenticated[0]
+    return user
 
 
 def _get_submission_for_user(request: HttpRequest, submission_id: uuid.UUID) -> Submission:
@@ -118,40 +142,37 @@ def submission_list(request: SignedInRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def api_token(request: SignedInRequest) -> HttpResponse:
     """Create or rotate the user's API token; the key is shown only right after it changes."""
-    new_key = None
-    if request.method == "POST":
-        Token.objects.filter(user=request.user).delete()
-        new_key = Token.objects.create(user=request.user).key
-    has_token = new_key is not None or Token.objects.filter(user=request.user).exists()
-    return render(request, "detection/api_token.html", {"new_key": new_key, "has_token": has_token})
+    new_key = api_token_rotate(user=request.user) if request.method == "POST" else None
+    token = api_token_get_current(user=request.user)
+    return render(request, "detection/api_token.html", {"new_key": new_key, "token": token})
 
 
 @login_or_token_required
-@require_GET
+@require_safe
 def submission_image(request: HttpRequest, submission_id: uuid.UUID) -> FileResponse:
     return _file_response(_get_submission_for_user(request, submission_id).image.name)
 
 
 @login_or_token_required
-@require_GET
+@require_safe
 def submission_thumbnail(request: HttpRequest, submission_id: uuid.UUID) -> FileResponse:
     return _file_response(_get_submission_for_user(request, submission_id).thumbnail.name)
 
 
 @login_or_token_required
-@require_GET
+@require_safe
 def submission_overlay(request: HttpRequest, submission_id: uuid.UUID) -> FileResponse:
     return _file_response(_get_submission_for_user(request, submission_id).overlay.name)
 
 
 @login_or_token_required
-@require_GET
+@require_safe
 def face_crop(request: HttpRequest, submission_id: uuid.UUID, index: int) -> FileResponse:
     return _file_response(_get_face(request, submission_id, index).crop.name)
 
 
 @login_or_token_required
-@require_GET
+@require_safe
 def face_heatmap(request: HttpRequest, submission_id: uuid.UUID, index: int) -> FileResponse:
     return _file_response(_get_face(request, submission_id, index).heatmap.name)
 

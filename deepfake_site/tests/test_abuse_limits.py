@@ -8,11 +8,12 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
-from rest_framework.authtoken.models import Token
 
+from deepfake_site.services import api_token_rotate
 from detection.models import Submission
 from detection.tests.factories import UserFactory
 from detection.validation import RejectionCode
@@ -57,7 +58,7 @@ def test_api_uploads_past_the_per_address_limit_get_429_json(settings: Any) -> N
     answers = []
     for n in range(3):
         # Different accounts from one address: the address limit still applies.
-        token = Token.objects.create(user=UserFactory.create()).key
+        token = api_token_rotate(user=UserFactory.create())
         api = Client(HTTP_AUTHORIZATION=f"Token {token}")
         answers.append(api.post(reverse("api:submission-list"), {"image": distinct_jpeg(n)}))
     assert [answer.status_code for answer in answers] == [202, 202, 429]
@@ -91,3 +92,77 @@ def test_repeated_wrong_passwords_lock_the_account_then_the_cool_off_releases_it
     AccessAttempt.objects.update(attempt_time="2000-01-01T00:00:00Z")  # the cool-off passed
     browser.post(reverse("login"), {"username": "target", "password": PASSWORD})
     assert "_auth_user_id" in browser.session
+
+
+def change_password(browser: Client, old_password: str) -> tuple[int, str]:
+    """The status and the page of an attempt to change the password."""
+    new = "a-brand-new-passphrase-7"
+    response = browser.post(
+        reverse("password_change"),
+        {"old_password": old_password, "new_password1": new, "new_password2": new},
+    )
+    return response.status_code, response.content.decode()
+
+
+def test_wrong_old_passwords_on_the_password_page_lock_the_account_out(settings: Any) -> None:
+    settings.AXES_FAILURE_LIMIT = 3
+    user = UserFactory.create(username="target")
+    browser = Client()
+    browser.force_login(user)
+    assert [change_password(browser, "guess")[0] for _ in range(2)] == [200, 200]
+    status, page = change_password(browser, "guess")
+    assert status == 429
+    assert "Too many failed log-ins" in page
+    # The session that guessed is over, and the right password does not sign back in.
+    assert "_auth_user_id" not in browser.session
+    again = Client().post(reverse("login"), {"username": "target", "password": PASSWORD})
+    assert again.status_code == 429
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
+def test_wrong_old_passwords_and_wrong_log_ins_count_together(settings: Any) -> None:
+    settings.AXES_FAILURE_LIMIT = 3
+    user = UserFactory.create(username="target")
+    Client().post(reverse("login"), {"username": "target", "password": "guess"})
+    browser = Client()
+    browser.force_login(user)
+    change_password(browser, "guess")
+    assert change_password(browser, "guess")[0] == 429
+
+
+def test_the_right_old_password_still_changes_it_below_the_limit(settings: Any) -> None:
+    settings.AXES_FAILURE_LIMIT = 3
+    user = UserFactory.create(username="target")
+    browser = Client()
+    browser.force_login(user)
+    change_password(browser, "guess")
+    assert change_password(browser, PASSWORD)[0] == 302
+    user.refresh_from_db()
+    assert user.check_password("a-brand-new-passphrase-7")
+
+
+def sign_up(number: int, address: str = "127.0.0.1") -> tuple[int, str]:
+    """A fresh visitor from `address` signs up; the status and the page it got."""
+    response = Client(REMOTE_ADDR=address).post(
+        reverse("signup"),
+        {
+            "username": f"newcomer{number}",
+            "email": f"newcomer{number}@example.com",
+            "password1": "a-long-enough-passphrase-42",
+            "password2": "a-long-enough-passphrase-42",
+        },
+    )
+    return response.status_code, response.content.decode()
+
+
+def test_sign_ups_past_the_per_address_limit_get_429_with_a_clear_page(settings: Any) -> None:
+    settings.SIGNUP_RATE_PER_IP = "2/h"
+    assert [sign_up(n)[0] for n in range(2)] == [302, 302]
+    status, page = sign_up(2)
+    assert status == 429
+    assert "Too many sign-ups from your network address" in page
+    assert "2 per hour" in page
+    assert not User.objects.filter(username="newcomer2").exists()
+    # Another address is not held back.
+    assert sign_up(3, address="192.0.2.7")[0] == 302

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from django.contrib.auth.models import Group, Permission, User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.db import IntegrityError, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -40,6 +43,33 @@ def test_sign_up_with_mismatched_passwords_shows_the_error_and_stores_nothing(
     assert response.status_code == 400
     assert "password fields didn" in response.content.decode()
     assert not User.objects.filter(username="newcomer").exists()
+
+
+def test_sign_up_with_an_email_address_already_used_in_any_case_is_refused(
+    client: Client,
+) -> None:
+    User.objects.create_user("alice", email="Alice@Example.com", password=PASSWORD)
+    response = client.post(
+        reverse("signup"),
+        {
+            "username": "newcomer",
+            "email": "alice@example.COM",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+        },
+    )
+    assert response.status_code == 400
+    assert "An account with this e-mail address already exists" in response.content.decode()
+    assert not User.objects.filter(username="newcomer").exists()
+
+
+def test_the_database_holds_one_account_per_email_address_in_any_case() -> None:
+    User.objects.create_user("alice", email="alice@example.com")
+    # Accounts without an address are many (the admin and the commands make such accounts).
+    User.objects.create_user("bob", email="")
+    User.objects.create_user("carol", email="")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create_user("mallory", email="ALICE@example.com")
 
 
 def test_log_in_and_log_out(client: Client) -> None:
@@ -116,6 +146,24 @@ def test_bootstrap_admin_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
     assert admin.check_password(PASSWORD + "2")
 
 
+def test_demo_accounts_are_made_even_when_a_visitor_took_their_address() -> None:
+    User.objects.create_user("visitor", email="uploader@example.com")
+    call_command("create_demo_accounts")
+    assert User.objects.filter(username="uploader").exists()
+
+
+def test_bootstrap_admin_refuses_an_email_address_of_another_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    User.objects.create_user("visitor", email="root@example.com")
+    monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", "root")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", PASSWORD)
+    monkeypatch.setenv("DJANGO_SUPERUSER_EMAIL", "Root@Example.com")
+    with pytest.raises(CommandError, match="already belongs to another account"):
+        call_command("bootstrap_admin")
+    assert not User.objects.filter(username="root").exists()
+
+
 def test_navigation_shows_admin_only_to_staff(client: Client) -> None:
     client.force_login(User.objects.create_user("alice", password=PASSWORD))
     assert reverse("admin:index") not in client.get(reverse("home")).content.decode()
@@ -126,3 +174,52 @@ def test_navigation_shows_admin_only_to_staff(client: Client) -> None:
 def test_anonymous_visitor_is_offered_sign_up_and_log_in(client: Client) -> None:
     page = client.get(reverse("home")).content.decode()
     assert reverse("signup") in page and reverse("login") in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_unique_email_migration_stops_on_shared_addresses_and_changes_nothing() -> None:
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module(
+        "deepfake_site.migrations.0002_one_account_per_email_address"
+    )
+    with connection.schema_editor() as editor:
+        migration.remove_unique_email_index(apps, editor)
+    try:
+        User.objects.create_user("alice", email="alice@example.com")
+        User.objects.create_user("alice2", email="Alice@example.com")
+        with connection.schema_editor() as editor, pytest.raises(RuntimeError) as refusal:
+            migration.add_unique_email_index(apps, editor)
+        assert "1 e-mail address(es) belong to more than one account: alice@example.com" in str(
+            refusal.value
+        )
+        assert User.objects.filter(email__iexact="alice@example.com").count() == 2
+        User.objects.filter(username="alice2").update(email="")
+    finally:
+        with connection.schema_editor() as editor:
+            migration.add_unique_email_index(apps, editor)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create_user("mallory", email="ALICE@example.com")
+
+
+def test_the_admin_refuses_an_email_address_of_another_account(client: Client) -> None:
+    User.objects.create_user("alice", email="alice@example.com")
+    bob = User.objects.create_user("bob", email="bob@example.com")
+    client.force_login(User.objects.create_superuser("boss", password=PASSWORD))
+    form = {
+        "username": "bob",
+        "email": "ALICE@example.com",
+        "is_active": "on",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+    }
+    response = client.post(reverse("admin:auth_user_change", args=[bob.pk]), form)
+    assert response.status_code == 200
+    assert "An account with this e-mail address already exists" in response.content.decode()
+    bob.refresh_from_db()
+    assert bob.email == "bob@example.com"
+    # Its own address, in another case, is not "another account's".
+    form["email"] = "BOB@example.com"
+    response = client.post(reverse("admin:auth_user_change", args=[bob.pk]), form)
+    assert response.status_code == 302

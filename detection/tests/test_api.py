@@ -7,12 +7,13 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
-from rest_framework.authtoken.models import Token
 
+from deepfake_site.services import api_token_rotate
 from detection.models import Submission
 from detection.tests.factories import SubmissionFactory, UserFactory, make_analysed
 from detection.validation import RejectionCode
@@ -35,9 +36,13 @@ def no_broker() -> Any:
 
 
 @pytest.fixture
-def api() -> Client:
-    user = UserFactory.create(username="platform")
-    return Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+def platform() -> User:
+    return UserFactory.create(username="platform")
+
+
+@pytest.fixture
+def api(platform: User) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=platform)}")
 
 
 def test_upload_answers_202_with_the_submission_and_its_location(api: Client) -> None:
@@ -86,10 +91,9 @@ def test_over_the_byte_limit_answers_413_file_too_large(api: Client, settings: A
     assert response.json()["code"] == RejectionCode.FILE_TOO_LARGE
 
 
-def test_detail_shows_faces_with_heatmap_urls_and_the_model(api: Client) -> None:
-    owner = Token.objects.get().user
+def test_detail_shows_faces_with_heatmap_urls_and_the_model(api: Client, platform: User) -> None:
     submission = make_analysed(
-        SubmissionFactory.create(uploader=owner), fake_probabilities=(0.8, 0.2)
+        SubmissionFactory.create(uploader=platform), fake_probabilities=(0.8, 0.2)
     )
     body = api.get(reverse("api:submission-detail", args=[submission.id])).json()
     assert body["status"] == "done"
@@ -113,10 +117,11 @@ def test_another_users_submission_is_404_in_json(api: Client) -> None:
     assert response.json()["code"] == "not_found"
 
 
-def test_list_holds_only_the_callers_submissions_filtered_by_status(api: Client) -> None:
-    owner = Token.objects.get().user
-    make_analysed(SubmissionFactory.create(uploader=owner))
-    SubmissionFactory.create(uploader=owner)
+def test_list_holds_only_the_callers_submissions_filtered_by_status(
+    api: Client, platform: User
+) -> None:
+    make_analysed(SubmissionFactory.create(uploader=platform))
+    SubmissionFactory.create(uploader=platform)
     SubmissionFactory.create()
     body = api.get(reverse("api:submission-list")).json()
     assert body["count"] == 2
@@ -142,11 +147,10 @@ def test_openapi_schema_and_docs_are_served() -> None:
     assert b"cdn" not in docs.content.lower()
 
 
-def test_drf_create_token_command_makes_a_working_token(capsys: pytest.CaptureFixture[str]) -> None:
+def test_create_api_token_command_prints_a_working_key(capsys: pytest.CaptureFixture[str]) -> None:
     UserFactory.create(username="integrator")
-    call_command("drf_create_token", "integrator")
-    key = Token.objects.get(user__username="integrator").key
-    assert key in capsys.readouterr().out
+    call_command("create_api_token", "integrator")
+    key = capsys.readouterr().out.split()[-1]
     assert (
         Client(HTTP_AUTHORIZATION=f"Token {key}").get(reverse("api:submission-list")).status_code
         == 200

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from PIL import Image
-from rest_framework.authtoken.models import Token
 
 from conftest import database_url_for_current_connection
+from deepfake_site.services import api_token_rotate
 from detection.models import Submission
 from detection.tests.factories import UserFactory
 from detection.validation import RejectionCode, UploadRejected, validate_image_upload
@@ -123,7 +123,7 @@ def test_hostile_file_is_refused_by_the_api_with_its_code(
     private_media_root: Path, name: str, data: bytes, code: str
 ) -> None:
     user = UserFactory.create()
-    api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=user)}")
     upload = SimpleUploadedFile(f"{name}.jpg", data, content_type="image/jpeg")
     response = api.post(reverse("api:submission-list"), {"image": upload})
     assert response.status_code == 400
@@ -233,7 +233,7 @@ def multipart(boundary: str, payload: bytes) -> bytes:
 def test_oversized_bodies_through_gunicorn_get_clear_errors_with_or_without_length(
     gunicorn_server: str, private_media_root: Path
 ) -> None:
-    token = Token.objects.create(user=UserFactory.create()).key
+    token = api_token_rotate(user=UserFactory.create())
     boundary = "faceproofboundary"
     body = multipart(boundary, b"\xff\xd8" + os.urandom(300_000))
     headers = {

@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
+from deepfake_site.services import api_token_rotate
 from detection.models import Submission
 from detection.tests.factories import SubmissionFactory, UserFactory, make_analysed
 
@@ -178,6 +179,48 @@ def test_anonymous_media_request_goes_to_log_in(client: Client) -> None:
     submission = SubmissionFactory.create()
     response = client.get(reverse("detection:submission-image", args=[submission.id]))
     assert response.status_code == 302
+
+
+MEDIA = [
+    ("detection:submission-image", ()),
+    ("detection:submission-thumbnail", ()),
+    ("detection:submission-overlay", ()),
+    ("detection:face-crop", (1,)),
+    ("detection:face-heatmap", (1,)),
+]
+
+
+def media_urls(submission: Submission) -> list[str]:
+    return [reverse(name, args=[submission.id, *extra]) for name, extra in MEDIA]
+
+
+@pytest.mark.parametrize(
+    "authorization", ["Token not-a-key", "Token " + "0" * 64, "Token", "Bearer abc"]
+)
+def test_media_requests_with_a_bad_token_answer_401_in_json(authorization: str) -> None:
+    submission = make_analysed(SubmissionFactory.create())
+    api = Client(HTTP_AUTHORIZATION=authorization)
+    for url in media_urls(submission):
+        response = api.get(url)
+        assert response.status_code == 401, url
+        assert response["Content-Type"] == "application/json"
+        assert response["WWW-Authenticate"] == "Token"
+        body = response.json()
+        assert set(body) == {"code", "detail"} and body["code"] == "authentication_failed"
+
+
+def test_media_answer_head_as_they_answer_get(client: Client) -> None:
+    submission = make_analysed(SubmissionFactory.create())
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=submission.uploader)}")
+    client.force_login(submission.uploader)
+    for browser in (client, api):
+        for url in media_urls(submission):
+            got = browser.get(url)
+            head = browser.head(url)
+            assert head.status_code == got.status_code == 200, url
+            assert head["Content-Type"] == got["Content-Type"] == "image/png"
+            assert head["X-Content-Type-Options"] == "nosniff"
+            assert head["Content-Length"] == got["Content-Length"]
 
 
 def test_my_submissions_lists_only_mine_filtered_and_paginated(owner_client: Client) -> None:

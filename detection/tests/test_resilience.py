@@ -19,9 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 from PIL import Image
-from rest_framework.authtoken.models import Token
 
 from conftest import TEST_FRAMES
+from deepfake_site.services import api_token_rotate
 from detection import services
 from detection.models import Submission
 from detection.tests.factories import SubmissionFactory, UserFactory
@@ -43,7 +43,7 @@ def stored_files(media_root: Path) -> list[Path]:
 @pytest.fixture
 def api(db: None) -> Client:
     user = UserFactory.create(username="platform")
-    return Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=user)}")
 
 
 def broker_down(*_args: Any, **_kwargs: Any) -> None:

@@ -36,8 +36,8 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.db.models import Count
 from psycopg import sql
-from rest_framework.authtoken.models import Token
 
+from deepfake_site.services import api_token_rotate
 from detection.models import Face, Submission
 
 # The load database is reached through its own alias: the command itself may run on the
@@ -353,7 +353,7 @@ def _api_tokens(*, count: int) -> list[str]:
     tokens = []
     for number in range(count):
         user = User.objects.db_manager(DATABASE_ALIAS).create_user(f"load-client-{number}")
-        tokens.append(Token.objects.using(DATABASE_ALIAS).create(user=user).key)
+        tokens.append(api_token_rotate(user=user))
     return tokens
 
 
