@@ -317,6 +317,11 @@ DEEPFAKE_RUNTIME = env.str(
 DEEPFAKE_MODEL_CACHE = Path(env.str("DEEPFAKE_MODEL_CACHE", default=str(VAR_DIR / "model-cache")))
 FACE_MIN_SIZE = env.int("FACE_MIN_SIZE", default=40)  # pixels of the original image
 FACE_DETECTION_THRESHOLD = env.float("FACE_DETECTION_THRESHOLD", default=0.95)
+# A face below any of these is shown but does not decide the verdict (detection.ml.quality).
+FACE_QUALITY_MIN_SIZE = env.int("FACE_QUALITY_MIN_SIZE", default=60)
+FACE_QUALITY_MIN_SHARPNESS = env.float("FACE_QUALITY_MIN_SHARPNESS", default=8.0)
+FACE_QUALITY_MAX_YAW = env.float("FACE_QUALITY_MAX_YAW", default=0.6)
+FACE_QUALITY_MIN_DETECTION = env.float("FACE_QUALITY_MIN_DETECTION", default=0.97)
 FLAG_THRESHOLD = env.float("FLAG_THRESHOLD", default=0.5)  # P(fake) at or above: 'fake'
 UNCERTAIN_THRESHOLD = env.float("UNCERTAIN_THRESHOLD", default=0.3)  # and above: 'uncertain'
 # Faces are searched on a copy whose long side is at most this; crops come from the original.

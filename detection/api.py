@@ -24,6 +24,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from detection import selectors
 from detection.forms import SubmissionFilterForm
+from detection.ml.quality import QualityReason
 from detection.models import Face, Submission
 from detection.upload_gate import UploadRefused, upload_accept
 from moderation.selectors import submission_outcome
@@ -68,6 +69,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 class FaceSerializer(serializers.ModelSerializer[Face]):
     box = serializers.ListField(child=serializers.FloatField(), read_only=True)
     real_probability = serializers.FloatField(read_only=True)
+    quality_reasons = serializers.ListField(
+        child=serializers.ChoiceField(choices=[reason.value for reason in QualityReason]),
+        read_only=True,
+        help_text="Why the face is too poor to judge (empty when `quality` is `ok`).",
+    )
     heatmap_url = serializers.SerializerMethodField()
     crop_url = serializers.SerializerMethodField()
 
@@ -79,6 +85,9 @@ class FaceSerializer(serializers.ModelSerializer[Face]):
             "detection_probability",
             "fake_probability",
             "real_probability",
+            "size_px",
+            "quality",
+            "quality_reasons",
             "heatmap_url",
             "crop_url",
         )

@@ -19,7 +19,10 @@ class Submission(models.Model):
     class Verdict(models.TextChoices):
         FAKE = "fake", "Likely manipulated"
         UNCERTAIN = "uncertain", "Uncertain"
-        REAL = "real", "Likely authentic"
+        # Absence of evidence, never a certificate of authenticity.
+        REAL = "real", "No manipulation found"
+        # Faces were found, but none good enough to judge.
+        INCONCLUSIVE = "inconclusive", "Inconclusive"
 
     FINAL_STATUSES = (Status.DONE, Status.NO_FACE, Status.FAILED)
 
@@ -57,7 +60,7 @@ class Submission(models.Model):
 
     model_version = models.CharField(max_length=64, blank=True)
     model_trained = models.BooleanField(null=True)
-    verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True, db_index=True)
+    verdict = models.CharField(max_length=12, choices=Verdict.choices, blank=True, db_index=True)
     fake_probability = models.FloatField(null=True, blank=True)
     overlay = models.FileField(max_length=255, blank=True)
     timings_ms = models.JSONField(default=dict, blank=True)
@@ -85,6 +88,10 @@ class Submission(models.Model):
 
 
 class Face(models.Model):
+    class Quality(models.TextChoices):
+        OK = "ok", "Good enough to judge"
+        LOW = "low", "Too poor to judge"
+
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="faces")
     index = models.PositiveSmallIntegerField()
     box_x1 = models.FloatField()
@@ -95,6 +102,13 @@ class Face(models.Model):
     fake_probability = models.FloatField()
     crop = models.FileField(max_length=255)
     heatmap = models.FileField(max_length=255)
+    # Whether the face was good enough to judge (detection.ml.quality): only `ok` faces
+    # decide the verdict and the review priority.
+    size_px = models.PositiveIntegerField(default=0)
+    sharpness = models.FloatField(default=0)
+    yaw = models.FloatField(default=0)
+    quality = models.CharField(max_length=3, choices=Quality.choices, default=Quality.OK)
+    quality_reasons = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ("submission", "index")

@@ -7,6 +7,7 @@ from pathlib import Path
 from django.conf import settings
 
 from detection.ml.config import PipelineConfig
+from detection.ml.quality import QualityThresholds
 
 
 def pipeline_config_from_settings() -> PipelineConfig:
@@ -21,4 +22,10 @@ def pipeline_config_from_settings() -> PipelineConfig:
         device=settings.DEEPFAKE_DEVICE,
         runtime=settings.DEEPFAKE_RUNTIME,
         model_cache_dir=Path(settings.DEEPFAKE_MODEL_CACHE),
+        quality=QualityThresholds(
+            min_size_px=settings.FACE_QUALITY_MIN_SIZE,
+            min_sharpness=settings.FACE_QUALITY_MIN_SHARPNESS,
+            max_yaw=settings.FACE_QUALITY_MAX_YAW,
+            min_detection=settings.FACE_QUALITY_MIN_DETECTION,
+        ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -307,6 +308,11 @@ def _store_result(*, submission_id: uuid.UUID, task_id: str, result: AnalysisRes
                 box_y2=detected.box[3],
                 detection_probability=detected.detection_probability,
                 fake_probability=detected.fake_probability,
+                size_px=detected.quality.size_px,
+                sharpness=detected.quality.sharpness,
+                yaw=detected.quality.yaw if math.isfinite(detected.quality.yaw) else 99.0,
+                quality=Face.Quality.OK if detected.quality.ok else Face.Quality.LOW,
+                quality_reasons=[str(reason) for reason in detected.quality.reasons],
                 crop=_replace_file(f"{prefix}-crop.png", _png(detected.crop)),
                 heatmap=_replace_file(f"{prefix}-heatmap.png", _png(detected.heatmap)),
             )

@@ -41,7 +41,7 @@ class ReviewCase(models.Model):
         max_length=10, choices=State.choices, default=State.PENDING, db_index=True
     )
     priority = models.PositiveIntegerField(default=0)
-    verdict = models.CharField(max_length=10, choices=Submission.Verdict.choices)
+    verdict = models.CharField(max_length=12, choices=Submission.Verdict.choices)
     fake_probability = models.FloatField()
     face_count = models.PositiveSmallIntegerField(default=0)
     opened_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from detection.models import Submission
+from detection.models import Face, Submission
 from moderation.models import Decision, ReviewCase, ReviewEvent
 from moderation.rules import (
     review_case_note_problem,
@@ -307,6 +307,8 @@ def _each_case(
 
 def _snapshot(submission: Submission) -> dict[str, Any]:
     face_count = submission.faces.count()
+    # Faces too poor to judge are shown but add nothing to the urgency.
+    judged_faces = submission.faces.filter(quality=Face.Quality.OK).count()
     fake_probability = submission.fake_probability or 0.0
     confirmed_fakes = (
         ReviewCase.objects.filter(
@@ -317,7 +319,7 @@ def _snapshot(submission: Submission) -> dict[str, Any]:
     )
     priority = (
         round(100 * fake_probability)
-        + min(_FACE_WEIGHT * max(face_count - 1, 0), _FACE_CAP)
+        + min(_FACE_WEIGHT * max(judged_faces - 1, 0), _FACE_CAP)
         + min(_RECORD_WEIGHT * confirmed_fakes, _RECORD_CAP)
     )
     return {

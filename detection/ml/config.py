@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from detection.ml.quality import QualityThresholds
 
 RUNTIMES = ("torch", "onnxruntime")  # where the classifier runs; see detection.ml.runtime
 
@@ -20,6 +22,7 @@ class PipelineConfig:
     device: str = "cpu"  # "cuda" when available and asked for
     runtime: str = "torch"  # or "onnxruntime": the classifier in ONNX Runtime (CPU only)
     model_cache_dir: Path | None = None  # where onnxruntime keeps its exported graphs
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
 
     def __post_init__(self) -> None:
         if not 0 <= self.uncertain_threshold <= self.flag_threshold <= 1:

@@ -17,6 +17,7 @@ from detection.ml.config import PipelineConfig
 from detection.ml.faces import CROP_SIZE, FaceDetector, clip_box, crop_faces
 from detection.ml.gradcam import grad_cam_maps
 from detection.ml.images import ImageSource, load_rgb_image
+from detection.ml.quality import FaceQuality, face_quality
 from detection.ml.render import FaceLabel, annotated_image, crop_image, heatmap_overlay
 from detection.ml.runtime import OnnxOptions, onnx_graph_path
 
@@ -26,9 +27,13 @@ __all__ = [
     "FaceResult",
     "ModelInfo",
     "PipelineConfig",
+    "face_verdict",
     "get_analyzer",
     "verdict_for",
 ]
+
+
+INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class FaceResult:
     detection_probability: float
     landmarks: list[tuple[float, float]]  # eyes, nose, mouth corners in original pixels
     fake_probability: float
+    quality: FaceQuality  # only faces of good quality decide the verdict
     crop: Image.Image  # the 160x160 crop the classifier saw (before its resize)
     heatmap: Image.Image  # Grad-CAM over the crop
 
@@ -45,14 +51,20 @@ class FaceResult:
 @dataclass(frozen=True)
 class AnalysisResult:
     status: str  # 'ok' | 'no_face'
-    verdict: str | None  # 'fake' | 'uncertain' | 'real'; None without a face
-    fake_probability: float | None  # the most suspicious face's P(fake)
+    # 'fake' | 'uncertain' | 'real' from the good faces; 'inconclusive' when every face is
+    # too small, blurred, turned away or uncertain to judge; None without a face.
+    verdict: str | None
+    fake_probability: float | None  # the most suspicious good face's P(fake)
     faces: list[FaceResult]
     overlay: Image.Image  # the image with every face boxed and labelled
     model: ModelInfo
     timings_ms: dict[str, float]  # decode, detect, classify, explain, render, total
     width: int
     height: int
+
+
+def face_verdict(face: FaceResult, model: ModelInfo) -> str:
+    return verdict_for(face.fake_probability, model) if face.quality.ok else INCONCLUSIVE
 
 
 def verdict_for(probability: float, model: ModelInfo) -> str:
@@ -74,6 +86,7 @@ class Analyzer:
         self.model: ModelInfo = checkpoint.model_info(
             flag_threshold=config.flag_threshold, uncertain_threshold=config.uncertain_threshold
         )
+        self.quality_thresholds = config.quality
         self.detector = FaceDetector(
             min_face_size=config.min_face_size,
             probability_threshold=config.detection_threshold,
@@ -124,6 +137,13 @@ class Analyzer:
                 detection_probability=face.probability,
                 landmarks=face.landmarks,
                 fake_probability=float(probability),
+                quality=face_quality(
+                    box=face.box,
+                    landmarks=face.landmarks,
+                    crop=crop,
+                    detection_probability=face.probability,
+                    thresholds=self.quality_thresholds,
+                ),
                 crop=crop_image(crop),
                 heatmap=heatmap_overlay(crop, cam),
             )
@@ -135,19 +155,21 @@ class Analyzer:
             picture,
             [
                 FaceLabel(
-                    face.index,
-                    face.box,
-                    verdict_for(face.fake_probability, self.model),
-                    face.fake_probability,
+                    face.index, face.box, face_verdict(face, self.model), face.fake_probability
                 )
                 for face in faces
             ],
         )
         clock.lap("render")
-        top = max(faces, key=lambda face: face.fake_probability, default=None)
+        judged = [face for face in faces if face.quality.ok]
+        top = max(judged, key=lambda face: face.fake_probability, default=None)
+        if top is not None:
+            verdict: str | None = verdict_for(top.fake_probability, self.model)
+        else:
+            verdict = INCONCLUSIVE if faces else None
         return AnalysisResult(
             status="ok" if faces else "no_face",
-            verdict=verdict_for(top.fake_probability, self.model) if top else None,
+            verdict=verdict,
             fake_probability=top.fake_probability if top else None,
             faces=faces,
             overlay=overlay,

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+# Red for likely manipulated, amber for uncertain; neither "no manipulation found" nor a
+# face too poor to judge is a reassurance, so neither is green.
 VERDICT_COLOURS = {
     "fake": (220, 38, 38),
-    "uncertain": (245, 158, 11),
-    "real": (22, 163, 74),
+    "uncertain": (217, 119, 6),
+    "real": (71, 85, 105),
+    "inconclusive": (148, 163, 184),
 }
 _HEATMAP_WEIGHT = 0.5  # as pytorch_grad_cam's show_cam_on_image: half heatmap, half photo
 
@@ -20,8 +23,14 @@ _HEATMAP_WEIGHT = 0.5  # as pytorch_grad_cam's show_cam_on_image: half heatmap, 
 class FaceLabel:
     index: int
     box: tuple[float, float, float, float]
-    verdict: str
+    verdict: str  # the face's own: fake, uncertain, real, or inconclusive (too poor to judge)
     fake_probability: float
+
+    @property
+    def text(self) -> str:
+        if self.verdict == "inconclusive":
+            return f"#{self.index} low quality"
+        return f"#{self.index} P(fake) {100 * self.fake_probability:.1f}%"
 
 
 def jet(values: np.ndarray) -> np.ndarray:
@@ -45,7 +54,7 @@ def crop_image(crop: np.ndarray) -> Image.Image:
 
 
 def annotated_image(image: Image.Image, faces: Sequence[FaceLabel]) -> Image.Image:
-    """The full image with every face boxed and labelled `#index verdict P(fake)%`."""
+    """The full image with every face boxed in its verdict's colour and labelled."""
     canvas = image.copy()
     draw = ImageDraw.Draw(canvas)
     long_side = max(canvas.size)
@@ -55,7 +64,7 @@ def annotated_image(image: Image.Image, faces: Sequence[FaceLabel]) -> Image.Ima
         colour = VERDICT_COLOURS[face.verdict]
         x1, y1, x2, y2 = face.box
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=line_width)
-        label = f"#{face.index} {face.verdict} {100 * face.fake_probability:.1f}%"
+        label = face.text
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         pad = line_width
         label_height = bottom - top + 2 * pad

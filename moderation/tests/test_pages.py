@@ -227,6 +227,11 @@ def test_metrics_count_the_queue_and_the_decisions(
         row.verdict: (row.confirmed, row.cleared, row.escalated)
         for row in metrics.verdict_decisions
     }
-    assert verdicts == {"fake": (1, 1, 0), "uncertain": (1, 0, 0), "real": (0, 0, 0)}
+    assert verdicts == {
+        "fake": (1, 1, 0),
+        "uncertain": (1, 0, 0),
+        "real": (0, 0, 0),
+        "inconclusive": (0, 0, 0),
+    }
     html = response.content.decode()
     assert "6 h 0 min" in html and "30 min" in html
