@@ -232,7 +232,14 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0)
+
+# --- Client address -----------------------------------------------------------------------
+# Reverse proxies in front of gunicorn (docker compose: nginx, so 1). Behind one, REMOTE_ADDR
+# is the proxy's address for every request; lockouts and per-address upload limits must count
+# the client's, which each proxy appends to X-Forwarded-For (gunicorn.conf.py reads it too).
+PROXY_COUNT = env.int("PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "deepfake_site.http.client_address"
+RATELIMIT_IP_META_KEY = "deepfake_site.http.client_address"
 
 # --- Abuse limits -------------------------------------------------------------------------
 UPLOAD_RATE_PER_USER = env.str("UPLOAD_RATE_PER_USER", default="30/m")
