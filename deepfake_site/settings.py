@@ -298,9 +298,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"client_errors": {"()": "deepfake_site.log.ClientErrorsWithoutTraceback"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["client_errors"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's own handlers go: its console handler printed every record a second time
+        # with DEBUG on, and its mail handler writes to ADMINS, which this site does not set.
+        # The root handler prints each record once, at LOG_LEVEL.
+        "django": {"handlers": [], "level": "NOTSET"},
         "django.db.backends": {"level": "WARNING"},
         # The ONNX exporter narrates each of its optimisation passes at INFO.
         "onnx_ir": {"level": "WARNING"},

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, require_service
-from deepfake_site.tests.nginx import nginx_binary, render_nginx_conf
+from deepfake_site.tests.servers import nginx_binary, render_nginx_conf
 
 
 def compose_command() -> list[str] | None:

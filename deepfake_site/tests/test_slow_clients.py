@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_service
-from deepfake_site.tests.nginx import free_port, get, nginx_binary, render_nginx_conf, serving
+from deepfake_site.tests.servers import free_port, get, nginx_binary, render_nginx_conf, serving
 
 pytestmark = pytest.mark.slow
 

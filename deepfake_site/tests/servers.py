@@ -1,4 +1,4 @@
-"""nginx and gunicorn as real processes for the tests: on free ports, under a test's folder."""
+"""gunicorn and nginx as real processes for the tests: on free ports, under a test's folder."""
 
 from __future__ import annotations
 
@@ -50,16 +50,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def get(port: int, path: str, timeout: float = 5) -> int:
-    """GET a path from 127.0.0.1:port; the response status."""
+def fetch(port: int, path: str, timeout: float = 5) -> tuple[int, str]:
+    """GET a path from 127.0.0.1:port: the response status and body."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
-        response.read()
-        return response.status
+        return response.status, response.read().decode(errors="replace")
     finally:
         connection.close()
+
+
+def get(port: int, path: str, timeout: float = 5) -> int:
+    """GET a path from 127.0.0.1:port; the response status."""
+    return fetch(port, path, timeout)[0]
 
 
 @contextmanager
