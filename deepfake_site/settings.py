@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "deepfake_site",
     "detection",
     "moderation",
@@ -55,10 +57,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "deepfake_site.middleware.private_responses_not_stored",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -234,6 +238,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No badge image from validator.swagger.io: it would send the schema's address to a
+    # third party, and the Content-Security-Policy loads images from this site only.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # --- Accounts -----------------------------------------------------------------------------
@@ -250,7 +257,14 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0)
+
+# --- Client address -----------------------------------------------------------------------
+# Reverse proxies in front of gunicorn (docker compose: nginx, so 1). Behind one, REMOTE_ADDR
+# is the proxy's address for every request; lockouts and per-address upload limits must count
+# the client's, which each proxy appends to X-Forwarded-For (gunicorn.conf.py reads it too).
+PROXY_COUNT = env.int("PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "deepfake_site.http.client_address"
+RATELIMIT_IP_META_KEY = "deepfake_site.http.client_address"
 
 # --- Abuse limits -------------------------------------------------------------------------
 UPLOAD_RATE_PER_USER = env.str("UPLOAD_RATE_PER_USER", default="30/m")
@@ -282,13 +296,41 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
+# Content-Security-Policy (django-csp): scripts and styles come only from this site's own
+# files, never inline, so markup injected into a page cannot run or restyle anything; no
+# plugins, no <base> elsewhere, forms post only here, and no site may frame these pages.
+# data: images are Swagger UI's icons, which its stylesheet embeds.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"client_errors": {"()": "deepfake_site.log.ClientErrorsWithoutTraceback"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["client_errors"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's own handlers go: its console handler printed every record a second time
+        # with DEBUG on, and its mail handler writes to ADMINS, which this site does not set.
+        # The root handler prints each record once, at LOG_LEVEL.
+        "django": {"handlers": [], "level": "NOTSET"},
         "django.db.backends": {"level": "WARNING"},
         # The ONNX exporter narrates each of its optimisation passes at INFO.
         "onnx_ir": {"level": "WARNING"},

@@ -166,3 +166,57 @@ def test_sign_ups_past_the_per_address_limit_get_429_with_a_clear_page(settings:
     assert not User.objects.filter(username="newcomer2").exists()
     # Another address is not held back.
     assert sign_up(3, address="192.0.2.7")[0] == 302
+
+
+# docker compose puts nginx in front: every request comes from the proxy's address, and nginx
+# appends the client's address to X-Forwarded-For.
+PROXY = "172.18.0.5"
+
+
+def through_the_proxy(client_address: str, claimed: str = "") -> Client:
+    """A client behind nginx; `claimed` is what it wrote into X-Forwarded-For itself."""
+    forwarded = f"{claimed}, {client_address}" if claimed else client_address
+    return Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forwarded)
+
+
+def api_upload(client: Client, n: int) -> int:
+    token = api_token_rotate(user=UserFactory.create())
+    response = client.post(
+        reverse("api:submission-list"),
+        {"image": distinct_jpeg(n)},
+        headers={"Authorization": f"Token {token}"},
+    )
+    return response.status_code
+
+
+def test_behind_a_proxy_each_client_address_has_its_own_upload_limit(settings: Any) -> None:
+    settings.PROXY_COUNT = 1
+    settings.UPLOAD_RATE_PER_IP = "2/m"
+    # A client cannot escape its limit by writing its own X-Forwarded-For entries.
+    first_client = [
+        api_upload(through_the_proxy("203.0.113.1", claimed=f"198.51.100.{n}"), n) for n in range(3)
+    ]
+    assert first_client == [202, 202, 429]
+    assert api_upload(through_the_proxy("203.0.113.2"), 10) == 202
+
+
+def test_behind_a_proxy_a_lockout_holds_only_the_guessers_address(settings: Any) -> None:
+    settings.PROXY_COUNT = 1
+    settings.AXES_FAILURE_LIMIT = 3
+    UserFactory.create(username="target")
+    guesser = through_the_proxy("203.0.113.66")
+    for _ in range(3):
+        guesser.post(reverse("login"), {"username": "target", "password": "guess"})
+    locked = guesser.post(reverse("login"), {"username": "target", "password": PASSWORD})
+    assert locked.status_code == 429
+
+    owner = through_the_proxy("203.0.113.7")
+    owner.post(reverse("login"), {"username": "target", "password": PASSWORD})
+    assert "_auth_user_id" in owner.session
+
+
+def test_without_a_proxy_forwarded_headers_are_ignored(settings: Any) -> None:
+    settings.PROXY_COUNT = 0
+    settings.UPLOAD_RATE_PER_IP = "1/m"
+    answers = [api_upload(Client(HTTP_X_FORWARDED_FOR=f"198.51.100.{n}"), n) for n in range(2)]
+    assert answers == [202, 429]

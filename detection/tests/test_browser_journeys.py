@@ -1,6 +1,8 @@
 """The uploader's and the moderator's journeys in real Chromium, against a real server and worker.
 
-Every page reached is saved as a screenshot in the folder the test run prints at the end.
+Every page reached is saved as a screenshot in the folder the test run prints at the end, and
+every journey ends by checking that the browser blocked nothing under the site's
+Content-Security-Policy (a blocked script or style is a page that silently half-works).
 With DOCS_SCREENSHOTS=1 the result page and the case page also replace the README's
 pictures in docs/.
 """
@@ -30,7 +32,16 @@ CASE_URL = re.compile(r"/moderation/cases/[0-9a-f-]{36}/$")
 
 if not os.environ.get("CI"):
     pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
+
+# Chromium reports a blocked resource on the console; the event also carries what was blocked
+# and where, which this script adds to the console before any page script runs.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => console.error(
+  `CSP violation: ${event.violatedDirective} blocked ${event.blockedURI || "inline code"}`
+  + ` in ${event.sourceFile}:${event.lineNumber}`
+));
+"""
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +73,17 @@ class Journey:
 
     def __init__(self, browser: Browser, base_url: str, name: str) -> None:
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.context.add_init_script(REPORT_CSP_VIOLATIONS)
         self.page: Page = self.context.new_page()
+        self.page.on("console", self._note_csp_violation)
         self.base_url = base_url
         self.name = name
         self.shots = 0
+        self.csp_violations: list[str] = []
+
+    def _note_csp_violation(self, message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text or "CSP violation" in message.text:
+            self.csp_violations.append(f"{self.page.url}: {message.text}")
 
     def open(self, path: str) -> Page:
         self.page.goto(self.base_url + path)
@@ -83,6 +101,10 @@ class Journey:
         self.page.fill("#id_password", PASSWORD)
         self.page.click("button[type=submit]")
         expect(self.page.locator(".nav-user summary")).to_have_text(username)
+
+
+def assert_no_csp_violations(*journeys: Journey) -> None:
+    assert [violation for journey in journeys for violation in journey.csp_violations] == []
 
 
 def keep_for_docs(screenshot: Path, name: str) -> None:
@@ -177,6 +199,7 @@ def test_uploader_signs_up_uploads_and_a_moderator_confirms_the_case(
     page = uploader.open(result_url.removeprefix(live_server.url))
     expect(page.locator("#moderation-outcome")).to_have_text("confirmed manipulated")
     uploader.shot("outcome")
+    assert_no_csp_violations(uploader, moderator)
 
 
 def test_uploader_gets_not_found_for_another_users_submission_and_no_queue(
@@ -196,6 +219,7 @@ def test_uploader_gets_not_found_for_another_users_submission_and_no_queue(
     assert response is not None and response.status == 403
     expect(nosy.page.locator("h1")).to_have_text("Not allowed")
     nosy.shot("queue-forbidden")
+    assert_no_csp_violations(nosy)
 
 
 def test_rejected_file_shows_its_error_next_to_the_form(
@@ -213,3 +237,27 @@ def test_rejected_file_shows_its_error_next_to_the_form(
     expect(errors).to_contain_text("not a JPEG, PNG or WebP image")
     expect(page.locator("#upload-form")).to_be_visible()
     journey.shot("rejected")
+    assert_no_csp_violations(journey)
+
+
+def test_api_docs_and_admin_work_under_the_content_security_policy(
+    browser: Browser, live_server: Any
+) -> None:
+    """Pages from installed apps' templates, not ours: Swagger UI and the Django admin."""
+    User.objects.create_superuser("root", password=PASSWORD)
+    journey = Journey(browser, live_server.url, "outside-templates")
+    page = journey.open("/api/docs/")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Faceproof API")
+    expect(page.locator(".opblock-summary-path").first).to_contain_text("/api/v1/submissions/")
+    page.locator(".opblock-summary").first.click()  # expands, drawing the schema's icons
+    expect(page.locator(".opblock-body").first).to_be_visible()
+    journey.shot("api-docs")
+    page = journey.open("/admin/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_be_visible()
+    page = journey.open("/admin/auth/user/add/")
+    expect(page.locator("#id_username")).to_be_visible()
+    journey.shot("admin")
+    assert_no_csp_violations(journey)

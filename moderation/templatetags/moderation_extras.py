@@ -50,8 +50,3 @@ def duration(value: timedelta | None) -> str:
     if minutes:
         return f"{minutes} min"
     return f"{seconds} s"
-
-
-@register.filter
-def percent(value: float | None) -> int:
-    return round(100 * value) if value is not None else 0

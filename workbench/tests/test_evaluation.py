@@ -89,10 +89,10 @@ def _labels_csv(tmp_path: Path, samples_dir: Path) -> Path:
     blank = tmp_path / "blank.jpg"
     Image.new("RGB", (320, 240), "white").save(blank)
     rows = [
-        (samples_dir / "real_frame_0.jpg", "real", "ffpp"),
+        (samples_dir / "real_frame_3.jpg", "real", "ffpp"),
         (samples_dir / "real_frame_1.jpg", "real", "ffpp"),
         (samples_dir / "fake_frame_0.jpg", "fake", "ffpp"),
-        (samples_dir / "fake_frame_1.jpg", "fake", "other"),
+        (samples_dir / "fake_frame_2.jpg", "fake", "other"),
         (Path("blank.jpg"), "real", "other"),  # relative to the labels file; no face
     ]
     labels = tmp_path / "labels.csv"
@@ -146,7 +146,7 @@ def test_evaluate_detector_reads_a_json_list_and_prints_a_table(
     labels.write_text(
         json.dumps(
             [
-                {"path": str(samples_dir / "real_frame_0.jpg"), "label": 0},
+                {"path": str(samples_dir / "real_frame_3.jpg"), "label": 0},
                 {"path": str(samples_dir / "fake_frame_0.jpg"), "label": 1},
             ]
         )
@@ -192,7 +192,7 @@ def test_evaluate_detector_records_its_numbers_in_the_model_card(
     assert card is not None
     recorded = card.evaluations["sample_frames"]
     assert recorded.metrics["count"] == 4
-    assert "left out for want of a face: 1" in recorded.note
+    assert "left out: 1 without a face, 0 with no face good enough to judge" in recorded.note
     with pytest.raises(CommandError, match="reserved"):
         call_command(
             "evaluate_detector",

@@ -250,14 +250,18 @@ def _sample_frames(checkpoint: Path, folder: Path) -> tuple[np.ndarray, np.ndarr
     analyzer = Analyzer(PipelineConfig(checkpoint=checkpoint))
     frames = sorted(folder.glob("*_frame_*.jpg"))
     scored = [(analyzer.analyze(path), int(path.name.startswith("fake"))) for path in frames]
-    with_face = [(result.fake_probability, label) for result, label in scored if result.faces]
+    with_face = [
+        (result.fake_probability, label)
+        for result, label in scored
+        if result.fake_probability is not None
+    ]
     probabilities, labels = (
         np.array(values, dtype=np.float64) for values in zip(*with_face, strict=True)
     )
     note = (
         f"{len(frames)} frames of FaceForensics++ DeepFakeDetection videos ({int(labels.sum())} "
         f"fake) through the full pipeline (detection, crops, scoring); each frame's score is its "
-        f"most suspicious face; frames without a face: {len(frames) - len(with_face)}. Never "
+        f"most suspicious good face; frames without one: {len(frames) - len(with_face)}. Never "
         "trained on and never used to choose a threshold"
     )
     return probabilities, labels, note

@@ -95,6 +95,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from detection.ml.images import UnreadableImageError
+        from detection.ml.pipeline import INCONCLUSIVE
         from workbench import evaluation
         from workbench.training.report import TRAINING_EVALUATIONS
 
@@ -120,7 +121,8 @@ class Command(BaseCommand):
                 item.update(status="error", verdict=None, fake_probability=None, error=str(exc))
             else:
                 item.update(
-                    status=result.status,
+                    # A photo whose faces are all too poor to judge has no score to measure.
+                    status=INCONCLUSIVE if result.verdict == INCONCLUSIVE else result.status,
                     verdict=result.verdict,
                     fake_probability=result.fake_probability,
                 )
@@ -165,6 +167,7 @@ class Command(BaseCommand):
             "images": len(items),
             "scored": len(scored),
             "no_face": sum(item["status"] == "no_face" for item in items),
+            "inconclusive": sum(item["status"] == INCONCLUSIVE for item in items),
             "errors": sum(item["status"] == "error" for item in items),
             "metrics": overall.as_dict(),
             "per_source": {name: found.as_dict() for name, found in by_source.items()},
@@ -192,8 +195,9 @@ class Command(BaseCommand):
             f"{model['flag_threshold']:.4f}, uncertain at >= {model['uncertain_threshold']:.4f}"
         )
         self.stdout.write(
-            f"{report['images']} images: {report['scored']} scored, {report['no_face']} without "
-            f"a face and {report['errors']} unreadable (both left out of the numbers)"
+            f"{report['images']} images: {report['scored']} scored; left out of the numbers: "
+            f"{report['no_face']} without a face, {report['inconclusive']} with no face good "
+            f"enough to judge, {report['errors']} unreadable"
         )
         for item in report["items"]:
             if item["status"] != "ok":
@@ -236,7 +240,8 @@ def _record_in_card(
         note=(
             f"{report['scored']} images from {labels_file.name} (sources: {sources}) through "
             "the full pipeline with `manage.py evaluate_detector`; each image's score is its "
-            f"most suspicious face; left out for want of a face: {report['no_face']}"
+            f"most suspicious face; left out: {report['no_face']} without a face, "
+            f"{report['inconclusive']} with no face good enough to judge"
         ),
         in_domain=in_domain,
     )
