@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 ImageSource = Image.Image | bytes | Path | str
 
+# EXIF orientation → the transposition that shows the stored pixels upright.
+_UPRIGHT_TURNS: dict[object, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
@@ -41,12 +52,23 @@ def _open(source: bytes | Path | str) -> Image.Image:
 
 
 def _upright(image: Image.Image) -> Image.Image:
-    # Reading the tag first avoids the full-frame copy exif_transpose makes for the common
-    # case of an image that is already upright.
-    orientation = image.getexif().get(0x0112, 1)  # 0x0112: the EXIF Orientation tag
-    if orientation in (None, 1):
+    turn = _UPRIGHT_TURNS.get(_orientation(image))
+    if turn is None:
         return image
-    return ImageOps.exif_transpose(image)
+    turned = image.transpose(turn)
+    # The turned copy keeps only what the colour conversion needs: its EXIF and XMP describe
+    # the stored pixels, and reading their orientation again would turn the picture twice.
+    turned.info = {key: value for key, value in image.info.items() if key == "transparency"}
+    return turned
+
+
+def _orientation(image: Image.Image) -> object:
+    try:
+        return image.getexif().get(ExifTags.Base.Orientation, 1)
+    except (SyntaxError, ValueError, struct.error):
+        # EXIF is metadata the uploader controls, and a block Pillow cannot parse says
+        # nothing about the pixels: the picture is taken as stored instead of refused.
+        return 1
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

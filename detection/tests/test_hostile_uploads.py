@@ -156,6 +156,49 @@ def test_png_with_a_script_appended_and_a_hostile_name_is_stored_sanitized(
     assert "/" not in submission.original_filename
 
 
+def png_with_chunk(kind: bytes, body: bytes) -> bytes:
+    """A valid 48x32 PNG with one extra chunk right after its header."""
+    png = image_bytes("PNG")
+    header_end = 8 + 8 + 13 + 4  # signature, then IHDR: length, type, 13 data bytes, CRC
+    return png[:header_end] + png_chunk(kind, body) + png[header_end:]
+
+
+# EXIF is metadata the uploader controls; a broken block says nothing about the pixels.
+BROKEN_EXIF: list[tuple[str, bytes]] = [
+    ("exif-chunk-not-tiff", png_with_chunk(b"eXIf", b"garbage!")),
+    ("exif-chunk-cut-short", png_with_chunk(b"eXIf", b"MM\x00*\x00\x00")),
+    (
+        "raw-profile-not-hex",
+        png_with_chunk(b"tEXt", b"Raw profile type exif\x00\nexif\n      12\nnot hex at all\n"),
+    ),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "data"), BROKEN_EXIF, ids=[row[0] for row in BROKEN_EXIF])
+def test_png_with_broken_exif_is_accepted_by_the_form_as_it_looks(
+    client: Client, name: str, data: bytes
+) -> None:
+    client.force_login(UserFactory.create())
+    upload = SimpleUploadedFile(f"{name}.png", data, content_type="image/png")
+    response = client.post(reverse("detection:upload"), {"image": upload})
+    assert response.status_code == 302
+    stored = Image.open(Submission.objects.get().image.open())
+    assert stored.size == (48, 32), "not turned: the broken orientation is ignored"
+    assert "exif" not in stored.info
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "data"), BROKEN_EXIF, ids=[row[0] for row in BROKEN_EXIF])
+def test_png_with_broken_exif_is_accepted_by_the_api(name: str, data: bytes) -> None:
+    user = UserFactory.create()
+    api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    upload = SimpleUploadedFile(f"{name}.png", data, content_type="image/png")
+    response = api.post(reverse("api:submission-list"), {"image": upload})
+    assert response.status_code == 202
+    assert (response.json()["width"], response.json()["height"]) == (48, 32)
+
+
 @given(data=st.binary(max_size=2048))
 @hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_fuzzed_bytes_are_either_accepted_as_a_fresh_image_or_rejected_with_a_code(
