@@ -173,6 +173,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # --- Uploads and analysis -----------------------------------------------------------------
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=20_000_000)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+# Faces are searched on a copy at most DETECT_MAX_SIDE long: in a much longer strip no face
+# is tall enough to find (at about 85:1 the copy is under MTCNN's 12-pixel window).
+UPLOAD_MAX_ASPECT_RATIO = env.float("UPLOAD_MAX_ASPECT_RATIO", default=20.0)
 # DATA_UPLOAD_MAX_MEMORY_SIZE does not count file data: this handler enforces the byte limit
 # while the body streams in, with or without a Content-Length header.
 FILE_UPLOAD_HANDLERS = [

@@ -18,8 +18,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image
 
+from detection.ml.images import UnreadableImageError
 from detection.models import Face, Submission
-from detection.validation import ValidatedImage, validate_image_upload
+from detection.validation import UploadLimits, ValidatedImage, validate_image_upload
 from moderation import services as moderation_services
 
 if TYPE_CHECKING:
@@ -44,9 +45,7 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
     Raises `UploadRejected` (nothing stored) for anything that is not an acceptable image.
     The same uploader sending the same bytes again gets the existing submission back.
     """
-    image = validate_image_upload(
-        data, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS
-    )
+    image = validate_image_upload(data, _upload_limits())
     existing = Submission.objects.filter(uploader=uploader, sha256=image.sha256).first()
     if existing is not None:
         return SubmissionCreated(existing, created=False)
@@ -77,6 +76,14 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
             default_storage.delete(name)
         raise
     return SubmissionCreated(submission, created=True)
+
+
+def _upload_limits() -> UploadLimits:
+    return UploadLimits(
+        max_bytes=settings.UPLOAD_MAX_BYTES,
+        max_pixels=settings.UPLOAD_MAX_PIXELS,
+        max_aspect_ratio=settings.UPLOAD_MAX_ASPECT_RATIO,
+    )
 
 
 def submission_reanalyze(*, submission: Submission) -> None:
@@ -140,7 +147,12 @@ def analysis_run(*, submission_id: uuid.UUID, task_id: str) -> None:
         _store_result(submission_id=submission_id, task_id=task_id, result=result)
     except Exception as error:
         logger.exception("analysis of %s failed (attempt %s)", submission_id, submission.attempts)
-        if submission.attempts >= settings.ANALYSIS_MAX_ATTEMPTS:
+        # An image that cannot be decoded fails the same way every time: retrying only
+        # spends attempts and worker time.
+        if (
+            isinstance(error, UnreadableImageError)
+            or submission.attempts >= settings.ANALYSIS_MAX_ATTEMPTS
+        ):
             analysis_fail(submission_id=submission_id, reason=_plain_failure(error))
             return
         Submission.objects.filter(id=submission_id, claimed_by_task=task_id).update(
@@ -284,8 +296,6 @@ def _jpeg(image: Image.Image) -> bytes:
 
 
 def _plain_failure(error: Exception) -> str:
-    from detection.ml.images import UnreadableImageError
-
     if isinstance(error, UnreadableImageError):
         return "The stored image could not be decoded, so no face could be analysed."
     attempts = settings.ANALYSIS_MAX_ATTEMPTS

@@ -26,6 +26,8 @@ ALLOWED_FORMATS: dict[str, tuple[str, str, dict[str, object]]] = {
     "WEBP": ("webp", "image/webp", {"quality": 95, "method": 4}),
 }
 THUMBNAIL_SIZE = (320, 320)
+# The longest side a JPEG can declare: only a PNG can be longer, and no camera makes one.
+MAX_SIDE = 65_535
 
 
 class RejectionCode(StrEnum):
@@ -37,6 +39,8 @@ class RejectionCode(StrEnum):
     EMPTY_FILE = "empty_file"
     FILE_TOO_LARGE = "file_too_large"
     TOO_MANY_PIXELS = "too_many_pixels"
+    SIDE_TOO_LONG = "side_too_long"
+    EXTREME_ASPECT_RATIO = "extreme_aspect_ratio"
     UNSUPPORTED_FORMAT = "unsupported_format"
     ANIMATED_IMAGE = "animated_image"
     CORRUPT_IMAGE = "corrupt_image"
@@ -68,15 +72,22 @@ class ValidatedImage:
     byte_size: int  # as uploaded
 
 
-def validate_image_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> ValidatedImage:
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_pixels: int
+    max_aspect_ratio: float  # long side / short side
+
+
+def validate_image_upload(data: bytes, limits: UploadLimits) -> ValidatedImage:
     if not data:
         raise UploadRejected(RejectionCode.EMPTY_FILE, "The file is empty.")
-    if len(data) > max_bytes:
-        raise UploadRejected(RejectionCode.FILE_TOO_LARGE, too_large_message(max_bytes))
+    if len(data) > limits.max_bytes:
+        raise UploadRejected(RejectionCode.FILE_TOO_LARGE, too_large_message(limits.max_bytes))
     with warnings.catch_warnings():
         # Pillow only warns about decompression bombs below twice its own limit.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = _open_allowed(data, max_pixels=max_pixels)
+        image = _open_allowed(data, limits)
         upright = load_rgb_image(image)
     extension, content_type, options = ALLOWED_FORMATS[image.format or ""]
     return ValidatedImage(
@@ -92,7 +103,7 @@ def validate_image_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> Va
     )
 
 
-def _open_allowed(data: bytes, *, max_pixels: int) -> Image.Image:
+def _open_allowed(data: bytes, limits: UploadLimits) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -101,13 +112,7 @@ def _open_allowed(data: bytes, *, max_pixels: int) -> Image.Image:
         raise UploadRejected(
             RejectionCode.UNSUPPORTED_FORMAT, "This is not a JPEG, PNG or WebP image we can read."
         ) from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise UploadRejected(
-            RejectionCode.TOO_MANY_PIXELS,
-            f"The image is {width} x {height} pixels; the limit is "
-            f"{max_pixels / 1_000_000:g} megapixels.",
-        )
+    _check_size(*image.size, limits)
     if getattr(image, "n_frames", 1) > 1:
         raise UploadRejected(RejectionCode.ANIMATED_IMAGE, "Animated images are not supported.")
     try:
@@ -119,6 +124,28 @@ def _open_allowed(data: bytes, *, max_pixels: int) -> Image.Image:
             RejectionCode.CORRUPT_IMAGE, "The image is damaged or incomplete and cannot be decoded."
         ) from None
     return image
+
+
+def _check_size(width: int, height: int, limits: UploadLimits) -> None:
+    """Refuse, from the header alone, a size the pipeline cannot or should not decode."""
+    if width * height > limits.max_pixels:
+        raise UploadRejected(
+            RejectionCode.TOO_MANY_PIXELS,
+            f"The image is {width} x {height} pixels; the limit is "
+            f"{limits.max_pixels / 1_000_000:g} megapixels.",
+        )
+    if max(width, height) > MAX_SIDE:
+        raise UploadRejected(
+            RejectionCode.SIDE_TOO_LONG,
+            f"The image is {width} x {height} pixels; no side may be longer than "
+            f"{MAX_SIDE:,} pixels.",
+        )
+    if max(width, height) > limits.max_aspect_ratio * min(width, height):
+        raise UploadRejected(
+            RejectionCode.EXTREME_ASPECT_RATIO,
+            f"The image is {width} x {height} pixels; its long side may be at most "
+            f"{limits.max_aspect_ratio:g} times its short side.",
+        )
 
 
 def _encode(image: Image.Image, image_format: str, options: dict[str, object]) -> bytes:

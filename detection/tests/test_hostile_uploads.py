@@ -35,7 +35,12 @@ from rest_framework.authtoken.models import Token
 from conftest import REPO_ROOT, database_url_for_current_connection
 from detection.models import Submission
 from detection.tests.factories import UserFactory
-from detection.validation import RejectionCode, UploadRejected, validate_image_upload
+from detection.validation import (
+    RejectionCode,
+    UploadLimits,
+    UploadRejected,
+    validate_image_upload,
+)
 
 
 def image_bytes(image_format: str, size: tuple[int, int] = (48, 32)) -> bytes:
@@ -225,11 +230,14 @@ def test_mutated_valid_images_never_escape_validation(
     check_validation_outcome(bytes(mutated[: max(cut, 8)]))
 
 
+FUZZ_LIMITS = UploadLimits(max_bytes=1_000_000, max_pixels=4_000_000, max_aspect_ratio=20)
 REJECTION_CODES = {
     RejectionCode.EMPTY_FILE,
     RejectionCode.FILE_TOO_LARGE,
     RejectionCode.UNSUPPORTED_FORMAT,
     RejectionCode.TOO_MANY_PIXELS,
+    RejectionCode.SIDE_TOO_LONG,
+    RejectionCode.EXTREME_ASPECT_RATIO,
     RejectionCode.CORRUPT_IMAGE,
     RejectionCode.ANIMATED_IMAGE,
 }
@@ -238,7 +246,7 @@ REJECTION_CODES = {
 def check_validation_outcome(data: bytes) -> None:
     """Any other exception escaping here would be a 500 for the uploader."""
     try:
-        accepted = validate_image_upload(data, max_bytes=1_000_000, max_pixels=4_000_000)
+        accepted = validate_image_upload(data, FUZZ_LIMITS)
     except UploadRejected as error:
         rejection = error
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -13,9 +15,16 @@ from PIL import Image
 
 from detection import services
 from detection.models import Submission
-from detection.validation import RejectionCode, UploadRejected, validate_image_upload
+from detection.validation import (
+    RejectionCode,
+    UploadLimits,
+    UploadRejected,
+    validate_image_upload,
+)
 
 pytestmark = pytest.mark.django_db
+
+LIMITS = UploadLimits(max_bytes=10**7, max_pixels=10**7, max_aspect_ratio=20)
 
 
 def encoded(image_format: str = "JPEG", size: tuple[int, int] = (64, 48), **save: Any) -> bytes:
@@ -25,19 +34,32 @@ def encoded(image_format: str = "JPEG", size: tuple[int, int] = (64, 48), **save
     return buffer.getvalue()
 
 
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
 def png_bomb(width: int, height: int) -> bytes:
     """A few hundred bytes that declare a huge PNG: zeros compress to almost nothing."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
     rows = zlib.compress(b"\x00" * (width + 1) * 16, 9)  # only the first rows: never decoded
     return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", rows)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def png_gray(width: int, height: int) -> bytes:
+    """A complete black 8-bit grayscale PNG, built row by row: tiny however large it is."""
+    rows = zlib.compress((b"\x00" * (width + 1)) * height, 9)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", rows)
+        + png_chunk(b"IEND", b"")
     )
 
 
@@ -118,6 +140,10 @@ def test_same_bytes_from_another_user_are_a_separate_submission(
         (encoded("JPEG", size=(512, 512))[:1500], RejectionCode.CORRUPT_IMAGE),
         (png_bomb(50_000, 50_000), RejectionCode.TOO_MANY_PIXELS),
         (png_bomb(9_000, 5_000), RejectionCode.TOO_MANY_PIXELS),
+        (png_gray(65_600, 600), RejectionCode.SIDE_TOO_LONG),
+        (png_gray(40_000_000, 1), RejectionCode.SIDE_TOO_LONG),
+        (png_gray(3_000, 100), RejectionCode.EXTREME_ASPECT_RATIO),
+        (png_gray(100, 3_000), RejectionCode.EXTREME_ASPECT_RATIO),
     ],
     ids=[
         "empty",
@@ -130,6 +156,10 @@ def test_same_bytes_from_another_user_are_a_separate_submission(
         "truncated-jpeg",
         "png-bomb",
         "over-pixel-limit",
+        "65600x600",
+        "40000000x1",
+        "wide-strip",
+        "tall-strip",
     ],
 )
 def test_rejected_uploads_get_a_reason_and_store_nothing(
@@ -141,6 +171,7 @@ def test_rejected_uploads_get_a_reason_and_store_nothing(
     code: str,
 ) -> None:
     settings.UPLOAD_MAX_PIXELS = 40_000_000
+    settings.UPLOAD_MAX_ASPECT_RATIO = 20
     with pytest.raises(UploadRejected) as rejection:
         services.submission_create(uploader=uploader, data=data, filename="x.jpg")
     assert rejection.value.code == code
@@ -148,6 +179,16 @@ def test_rejected_uploads_get_a_reason_and_store_nothing(
     assert not Submission.objects.exists()
     assert stored_files(private_media_root) == []
     enqueued.assert_not_called()
+
+
+def test_aspect_ratio_limit_comes_from_the_settings(
+    uploader: User, enqueued: mock.MagicMock, settings: Any
+) -> None:
+    settings.UPLOAD_MAX_ASPECT_RATIO = 20
+    assert services.submission_create(uploader=uploader, data=png_gray(2_000, 100), filename="")
+    settings.UPLOAD_MAX_ASPECT_RATIO = 40
+    assert services.submission_create(uploader=uploader, data=png_gray(3_000, 100), filename="")
+    assert Submission.objects.count() == 2
 
 
 def test_file_over_the_byte_limit_is_rejected(
@@ -167,14 +208,14 @@ def test_exif_orientation_is_applied_before_storing() -> None:
     exif[0x0112] = 6  # rotate 90° clockwise on display
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", exif=exif)
-    validated = validate_image_upload(buffer.getvalue(), max_bytes=10**7, max_pixels=10**7)
+    validated = validate_image_upload(buffer.getvalue(), LIMITS)
     assert (validated.width, validated.height) == (40, 80)
     assert Image.open(io.BytesIO(validated.data)).getexif().get(0x0112) is None
 
 
 def test_script_appended_to_a_png_is_not_stored() -> None:
     data = encoded("PNG") + b"<script>alert('xss')</script>"
-    validated = validate_image_upload(data, max_bytes=10**7, max_pixels=10**7)
+    validated = validate_image_upload(data, LIMITS)
     assert b"<script>" not in validated.data
     assert validated.format == "PNG"
 
