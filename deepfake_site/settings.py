@@ -176,6 +176,10 @@ UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
 # Faces are searched on a copy at most DETECT_MAX_SIDE long: in a much longer strip no face
 # is tall enough to find (at about 85:1 the copy is under MTCNN's 12-pixel window).
 UPLOAD_MAX_ASPECT_RATIO = env.float("UPLOAD_MAX_ASPECT_RATIO", default=20.0)
+# Memory one upload may take to decode, estimated from its header (see
+# detection.ml.images.decode_bytes_estimate): a 40-megapixel 8-bit RGB photo needs 320 MB,
+# turned upright included; 16-bit and transparent images need more per pixel.
+UPLOAD_MAX_DECODE_BYTES = env.int("UPLOAD_MAX_DECODE_BYTES", default=320_000_000)
 # DATA_UPLOAD_MAX_MEMORY_SIZE does not count file data: this handler enforces the byte limit
 # while the body streams in, with or without a Content-Length header.
 FILE_UPLOAD_HANDLERS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import uuid
@@ -43,19 +44,21 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
     """Validate, re-encode and store an upload, then queue its analysis after commit.
 
     Raises `UploadRejected` (nothing stored) for anything that is not an acceptable image.
-    The same uploader sending the same bytes again gets the existing submission back.
+    The same uploader sending the same bytes again gets the existing submission back,
+    looked up before anything is decoded.
     """
-    image = validate_image_upload(data, _upload_limits())
-    existing = Submission.objects.filter(uploader=uploader, sha256=image.sha256).first()
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = Submission.objects.filter(uploader=uploader, sha256=sha256).first()
     if existing is not None:
         return SubmissionCreated(existing, created=False)
+    image = validate_image_upload(data, _upload_limits())
 
     submission = Submission(
         id=uuid.uuid4(),
         uploader=uploader,
         original_filename=sanitize_filename(filename),
-        sha256=image.sha256,
-        byte_size=image.byte_size,
+        sha256=sha256,
+        byte_size=len(data),
         width=image.width,
         height=image.height,
         format=image.format,
@@ -69,7 +72,7 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
         # Two identical uploads raced; the other one won. Keep no files of ours.
         for name in stored:
             default_storage.delete(name)
-        winner = Submission.objects.get(uploader=uploader, sha256=image.sha256)
+        winner = Submission.objects.get(uploader=uploader, sha256=sha256)
         return SubmissionCreated(winner, created=False)
     except BaseException:
         for name in stored:
@@ -83,6 +86,7 @@ def _upload_limits() -> UploadLimits:
         max_bytes=settings.UPLOAD_MAX_BYTES,
         max_pixels=settings.UPLOAD_MAX_PIXELS,
         max_aspect_ratio=settings.UPLOAD_MAX_ASPECT_RATIO,
+        max_decode_bytes=settings.UPLOAD_MAX_DECODE_BYTES,
     )
 
 

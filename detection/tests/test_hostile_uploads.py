@@ -230,7 +230,9 @@ def test_mutated_valid_images_never_escape_validation(
     check_validation_outcome(bytes(mutated[: max(cut, 8)]))
 
 
-FUZZ_LIMITS = UploadLimits(max_bytes=1_000_000, max_pixels=4_000_000, max_aspect_ratio=20)
+FUZZ_LIMITS = UploadLimits(
+    max_bytes=1_000_000, max_pixels=4_000_000, max_aspect_ratio=20, max_decode_bytes=80_000_000
+)
 REJECTION_CODES = {
     RejectionCode.EMPTY_FILE,
     RejectionCode.FILE_TOO_LARGE,
@@ -238,6 +240,7 @@ REJECTION_CODES = {
     RejectionCode.TOO_MANY_PIXELS,
     RejectionCode.SIDE_TOO_LONG,
     RejectionCode.EXTREME_ASPECT_RATIO,
+    RejectionCode.DECODE_TOO_LARGE,
     RejectionCode.CORRUPT_IMAGE,
     RejectionCode.ANIMATED_IMAGE,
 }

@@ -11,10 +11,11 @@ from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
-from PIL import Image
+from PIL import Image, ImageFile
 
 from detection import services
 from detection.models import Submission
+from detection.tests.factories import png_blank, png_chunk
 from detection.validation import (
     RejectionCode,
     UploadLimits,
@@ -24,7 +25,9 @@ from detection.validation import (
 
 pytestmark = pytest.mark.django_db
 
-LIMITS = UploadLimits(max_bytes=10**7, max_pixels=10**7, max_aspect_ratio=20)
+LIMITS = UploadLimits(
+    max_bytes=10**7, max_pixels=10**7, max_aspect_ratio=20, max_decode_bytes=10**9
+)
 
 
 def encoded(image_format: str = "JPEG", size: tuple[int, int] = (64, 48), **save: Any) -> bytes:
@@ -32,11 +35,6 @@ def encoded(image_format: str = "JPEG", size: tuple[int, int] = (64, 48), **save
     buffer = io.BytesIO()
     image.save(buffer, format=image_format, **save)
     return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
 
 def png_bomb(width: int, height: int) -> bytes:
@@ -53,14 +51,7 @@ def png_bomb(width: int, height: int) -> bytes:
 
 def png_gray(width: int, height: int) -> bytes:
     """A complete black 8-bit grayscale PNG, built row by row: tiny however large it is."""
-    rows = zlib.compress((b"\x00" * (width + 1)) * height, 9)
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", rows)
-        + png_chunk(b"IEND", b"")
-    )
+    return png_blank(width, height, bit_depth=8, colour_type=0)
 
 
 @pytest.fixture
@@ -115,6 +106,18 @@ def test_same_bytes_from_the_same_user_return_the_existing_submission(
     assert not second.created
     assert Submission.objects.count() == 1
     assert enqueued.call_count == 1
+
+
+def test_same_bytes_again_return_the_existing_submission_without_decoding(
+    uploader: User, enqueued: mock.MagicMock
+) -> None:
+    data = encoded()
+    first = services.submission_create(uploader=uploader, data=data, filename="a.jpg")
+    with mock.patch.object(services, "validate_image_upload") as validate:
+        again = services.submission_create(uploader=uploader, data=data, filename="a.jpg")
+    validate.assert_not_called()
+    assert again.submission.id == first.submission.id
+    assert not again.created
 
 
 def test_same_bytes_from_another_user_are_a_separate_submission(
@@ -179,6 +182,31 @@ def test_rejected_uploads_get_a_reason_and_store_nothing(
     assert not Submission.objects.exists()
     assert stored_files(private_media_root) == []
     enqueued.assert_not_called()
+
+
+@pytest.mark.parametrize(
+    ("data", "megabytes"),
+    [
+        (png_blank(6_324, 6_324, bit_depth=16, colour_type=0), 360),  # 88 KB in the probe
+        (png_blank(7_300, 5_479, bit_depth=8, colour_type=6), 560),  # 40 MP with alpha
+    ],
+    ids=["16-bit-gray-40mp", "rgba-40mp"],
+)
+def test_image_that_would_need_too_much_memory_is_refused_before_decoding(
+    uploader: User, private_media_root: Path, settings: Any, data: bytes, megabytes: int
+) -> None:
+    settings.UPLOAD_MAX_DECODE_BYTES = 320_000_000
+    with (
+        mock.patch.object(ImageFile.ImageFile, "load") as decode,
+        pytest.raises(UploadRejected) as rejection,
+    ):
+        services.submission_create(uploader=uploader, data=data, filename="big.png")
+    decode.assert_not_called()
+    assert rejection.value.code == RejectionCode.DECODE_TOO_LARGE
+    assert f"about {megabytes} MB" in rejection.value.message
+    assert "320 MB" in rejection.value.message
+    assert not Submission.objects.exists()
+    assert stored_files(private_media_root) == []
 
 
 def test_aspect_ratio_limit_comes_from_the_settings(
