@@ -92,6 +92,7 @@ def test_upload_stores_a_re_encoded_copy_and_queues_analysis_after_commit(
     stored = submission.image.open().read()
     assert stored != data
     assert b"secret camera owner" not in stored
+    assert b"secret camera owner" not in submission.thumbnail.open().read()
     assert "holiday" not in str(submission.image.name)
 
 
