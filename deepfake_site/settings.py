@@ -180,6 +180,9 @@ UPLOAD_MAX_ASPECT_RATIO = env.float("UPLOAD_MAX_ASPECT_RATIO", default=20.0)
 # detection.ml.images.decode_bytes_estimate): a 40-megapixel 8-bit RGB photo needs 320 MB,
 # turned upright included; 16-bit and transparent images need more per pixel.
 UPLOAD_MAX_DECODE_BYTES = env.int("UPLOAD_MAX_DECODE_BYTES", default=320_000_000)
+# Uploads one account may have queued or processing at once: beyond it the worker queue
+# would be one account's backlog.
+UPLOAD_MAX_IN_FLIGHT = env.int("UPLOAD_MAX_IN_FLIGHT", default=20)
 # DATA_UPLOAD_MAX_MEMORY_SIZE does not count file data: this handler enforces the byte limit
 # while the body streams in, with or without a Content-Length header.
 FILE_UPLOAD_HANDLERS = [

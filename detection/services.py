@@ -21,7 +21,13 @@ from PIL import Image
 
 from detection.ml.images import UnreadableImageError
 from detection.models import Face, Submission
-from detection.validation import UploadLimits, ValidatedImage, validate_image_upload
+from detection.validation import (
+    RejectionCode,
+    UploadLimits,
+    UploadRejected,
+    ValidatedImage,
+    validate_image_upload,
+)
 from moderation import services as moderation_services
 
 if TYPE_CHECKING:
@@ -43,7 +49,8 @@ class SubmissionCreated:
 def submission_create(*, uploader: User, data: bytes, filename: str) -> SubmissionCreated:
     """Validate, re-encode and store an upload, then queue its analysis after commit.
 
-    Raises `UploadRejected` (nothing stored) for anything that is not an acceptable image.
+    Raises `UploadRejected` (nothing stored) for anything that is not an acceptable image,
+    and when the uploader already has UPLOAD_MAX_IN_FLIGHT uploads waiting for analysis.
     The same uploader sending the same bytes again gets the existing submission back,
     looked up before anything is decoded.
     """
@@ -51,6 +58,8 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
     existing = Submission.objects.filter(uploader=uploader, sha256=sha256).first()
     if existing is not None:
         return SubmissionCreated(existing, created=False)
+    # Checked before decoding too, so that an account at its limit costs no decode.
+    _refuse_beyond_in_flight_limit(uploader)
     image = validate_image_upload(data, _upload_limits())
 
     submission = Submission(
@@ -66,6 +75,10 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
     stored = _store_upload_files(submission, image)
     try:
         with transaction.atomic():
+            # Locking the account's row makes its uploads take turns here, so concurrent
+            # ones cannot all pass the in-flight limit.
+            User.objects.select_for_update().get(pk=uploader.pk)
+            _refuse_beyond_in_flight_limit(uploader)
             submission.save(force_insert=True)
             _enqueue_analysis_on_commit(submission)
     except IntegrityError:
@@ -79,6 +92,20 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
             default_storage.delete(name)
         raise
     return SubmissionCreated(submission, created=True)
+
+
+def _refuse_beyond_in_flight_limit(uploader: User) -> None:
+    """One account may have only so many uploads queued or processing at once."""
+    limit = settings.UPLOAD_MAX_IN_FLIGHT
+    in_flight = Submission.objects.filter(
+        uploader=uploader, status__in=(Submission.Status.QUEUED, Submission.Status.PROCESSING)
+    ).count()
+    if in_flight >= limit:
+        raise UploadRejected(
+            RejectionCode.TOO_MANY_IN_FLIGHT,
+            f"You have {in_flight} photos waiting for analysis and the limit is {limit}; "
+            "send more once some have finished.",
+        )
 
 
 def _upload_limits() -> UploadLimits:

@@ -1,9 +1,10 @@
 """The one way in for an upload, shared by the web form and the API.
 
 Every upload passes the same checks in the same order: a body with a length, the rate
-limits, the byte limit (enforced while the body streams in), a file at all, then the
-validation and storage in `services.submission_create`. Each refusal carries the HTTP
-status, a machine code and a message for people; nothing is stored for a refused upload.
+limits, the byte limit (enforced while the body streams in), a file at all, then in
+`services.submission_create` the duplicate check, the limit on uploads in flight, the
+validation and storage. Each refusal carries the HTTP status, a machine code and a message
+for people; nothing is stored for a refused upload.
 """
 
 from __future__ import annotations
@@ -46,4 +47,5 @@ def upload_accept(request: HttpRequest, *, user: User) -> services.SubmissionCre
             uploader=user, data=uploaded.read(), filename=uploaded.name or ""
         )
     except UploadRejected as rejection:
-        raise UploadRefused(400, rejection.code, rejection.message) from None
+        status = 429 if rejection.code is RejectionCode.TOO_MANY_IN_FLIGHT else 400
+        raise UploadRefused(status, rejection.code, rejection.message) from None

@@ -42,6 +42,7 @@ class RejectionCode(StrEnum):
     SIDE_TOO_LONG = "side_too_long"
     EXTREME_ASPECT_RATIO = "extreme_aspect_ratio"
     DECODE_TOO_LARGE = "decode_too_large"
+    TOO_MANY_IN_FLIGHT = "too_many_in_flight"
     UNSUPPORTED_FORMAT = "unsupported_format"
     ANIMATED_IMAGE = "animated_image"
     CORRUPT_IMAGE = "corrupt_image"
