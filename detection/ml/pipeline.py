@@ -48,7 +48,7 @@ class AnalysisResult:
     verdict: str | None  # 'fake' | 'uncertain' | 'real'; None without a face
     fake_probability: float | None  # the most suspicious face's P(fake)
     faces: list[FaceResult]
-    overlay: Image.Image  # the image with every face boxed and labelled
+    overlay: Image.Image  # the image, at most OVERLAY_MAX_SIDE long, every face boxed
     model: ModelInfo
     timings_ms: dict[str, float]  # decode, detect, classify, explain, render, total
     width: int
