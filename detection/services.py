@@ -76,7 +76,8 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
     try:
         with transaction.atomic():
             # Locking the account's row makes its uploads take turns here, so concurrent
-            # ones cannot all pass the in-flight limit.
+            # ones cannot all pass the in-flight limit. SQLite ignores the lock: there a few
+            # simultaneous requests can still pass it together.
             User.objects.select_for_update().get(pk=uploader.pk)
             _refuse_beyond_in_flight_limit(uploader)
             submission.save(force_insert=True)
