@@ -183,11 +183,29 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker child is replaced after this many tasks, or after a task that leaves it above
+# this resident size (KiB; Celery checks after each task): whatever one image made the
+# allocator keep is given back. A child holding the models takes 1 to 1.5 GB, and a
+# 40-megapixel analysis adds about 250 MB while it runs.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=1000)
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int(
+    "CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=3_000_000
+)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Uploads and analysis -----------------------------------------------------------------
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=20_000_000)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+# Faces are searched on a copy at most DETECT_MAX_SIDE long: in a much longer strip no face
+# is tall enough to find (at about 85:1 the copy is under MTCNN's 12-pixel window).
+UPLOAD_MAX_ASPECT_RATIO = env.float("UPLOAD_MAX_ASPECT_RATIO", default=20.0)
+# Memory one upload may take to decode, estimated from its header (see
+# detection.ml.images.decode_bytes_estimate): a 40-megapixel 8-bit RGB photo needs 320 MB,
+# turned upright included; 16-bit and transparent images need more per pixel.
+UPLOAD_MAX_DECODE_BYTES = env.int("UPLOAD_MAX_DECODE_BYTES", default=320_000_000)
+# Uploads one account may have queued or processing at once: beyond it the worker queue
+# would be one account's backlog.
+UPLOAD_MAX_IN_FLIGHT = env.int("UPLOAD_MAX_IN_FLIGHT", default=20)
 # DATA_UPLOAD_MAX_MEMORY_SIZE does not count file data: this handler enforces the byte limit
 # while the body streams in, with or without a Content-Length header.
 FILE_UPLOAD_HANDLERS = [

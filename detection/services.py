@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import logging
 import math
@@ -21,8 +22,15 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 from PIL import Image
 
+from detection.ml.images import UnreadableImageError
 from detection.models import Face, Submission
-from detection.validation import ValidatedImage, validate_image_upload
+from detection.validation import (
+    RejectionCode,
+    UploadLimits,
+    UploadRejected,
+    ValidatedImage,
+    validate_image_upload,
+)
 from moderation import services as moderation_services
 
 if TYPE_CHECKING:
@@ -58,13 +66,13 @@ class SubmissionCreated:
 def submission_create(*, uploader: User, data: bytes, filename: str) -> SubmissionCreated:
     """Validate, re-encode and store an upload, then queue its analysis after commit.
 
-    Raises `UploadRejected` (nothing stored) for anything that is not an acceptable image.
-    The same uploader sending the same bytes again gets the existing submission back.
+    Raises `UploadRejected` (nothing stored) for anything that is not an acceptable image,
+    and when the uploader already has UPLOAD_MAX_IN_FLIGHT uploads waiting for analysis.
+    The same uploader sending the same bytes again gets the existing submission back,
+    looked up before anything is decoded.
     """
-    image = validate_image_upload(
-        data, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS
-    )
-    existing = Submission.objects.filter(uploader=uploader, sha256=image.sha256).first()
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = Submission.objects.filter(uploader=uploader, sha256=sha256).first()
     if existing is not None:
         if existing.status == Submission.Status.FAILED:
             # The same photo again after a failure: another chance, from scratch.
@@ -72,13 +80,16 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
             existing.refresh_from_db()
             return SubmissionCreated(existing, created=False, requeued=True)
         return SubmissionCreated(existing, created=False)
+    # Checked before decoding too, so that an account at its limit costs no decode.
+    _refuse_beyond_in_flight_limit(uploader)
+    image = validate_image_upload(data, _upload_limits())
 
     submission = Submission(
         id=uuid.uuid4(),
         uploader=uploader,
         original_filename=sanitize_filename(filename),
-        sha256=image.sha256,
-        byte_size=image.byte_size,
+        sha256=sha256,
+        byte_size=len(data),
         width=image.width,
         height=image.height,
         format=image.format,
@@ -91,12 +102,17 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
         raise StorageUnavailable(str(error)) from error
     try:
         with transaction.atomic():
+            # Locking the account's row makes its uploads take turns here, so concurrent
+            # ones cannot all pass the in-flight limit. SQLite ignores the lock: there a few
+            # simultaneous requests can still pass it together.
+            User.objects.select_for_update().get(pk=uploader.pk)
+            _refuse_beyond_in_flight_limit(uploader)
             submission.save(force_insert=True)
             _send_analysis_on_commit(submission.id)
     except IntegrityError:
         # Two identical uploads raced; the other one won. Keep no files of ours.
         _delete_files(*stored)
-        winner = Submission.objects.get(uploader=uploader, sha256=image.sha256)
+        winner = Submission.objects.get(uploader=uploader, sha256=sha256)
         return SubmissionCreated(winner, created=False)
     except BaseException:
         # Only while nothing is committed: a failure to send after the commit is caught in
@@ -104,6 +120,29 @@ def submission_create(*, uploader: User, data: bytes, filename: str) -> Submissi
         _delete_files(*stored)
         raise
     return SubmissionCreated(submission, created=True)
+
+
+def _refuse_beyond_in_flight_limit(uploader: User) -> None:
+    """One account may have only so many uploads queued or processing at once."""
+    limit = settings.UPLOAD_MAX_IN_FLIGHT
+    in_flight = Submission.objects.filter(
+        uploader=uploader, status__in=(Submission.Status.QUEUED, Submission.Status.PROCESSING)
+    ).count()
+    if in_flight >= limit:
+        raise UploadRejected(
+            RejectionCode.TOO_MANY_IN_FLIGHT,
+            f"You have {in_flight} photos waiting for analysis and the limit is {limit}; "
+            "send more once some have finished.",
+        )
+
+
+def _upload_limits() -> UploadLimits:
+    return UploadLimits(
+        max_bytes=settings.UPLOAD_MAX_BYTES,
+        max_pixels=settings.UPLOAD_MAX_PIXELS,
+        max_aspect_ratio=settings.UPLOAD_MAX_ASPECT_RATIO,
+        max_decode_bytes=settings.UPLOAD_MAX_DECODE_BYTES,
+    )
 
 
 def submission_reanalyze(*, submission: Submission) -> None:
@@ -228,7 +267,12 @@ def analysis_run(*, submission_id: uuid.UUID, task_id: str, worker: str) -> None
             )
             raise EnvironmentUnavailable(str(error)) from error
         logger.exception("analysis of %s failed (attempt %s)", submission_id, submission.attempts)
-        if submission.attempts >= settings.ANALYSIS_MAX_ATTEMPTS:
+        # An image that cannot be decoded fails the same way every time: retrying only
+        # spends attempts and worker time.
+        if (
+            isinstance(error, UnreadableImageError)
+            or submission.attempts >= settings.ANALYSIS_MAX_ATTEMPTS
+        ):
             analysis_fail(submission_id=submission_id, reason=_plain_failure(error))
             return
         Submission.objects.filter(id=submission_id, claimed_by_task=task_id).update(
@@ -386,8 +430,6 @@ def _is_environmental(error: Exception) -> bool:
 
 
 def _plain_failure(error: Exception) -> str:
-    from detection.ml.images import UnreadableImageError
-
     if isinstance(error, UnreadableImageError):
         return "The stored image could not be decoded, so no face could be analysed."
     attempts = settings.ANALYSIS_MAX_ATTEMPTS

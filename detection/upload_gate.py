@@ -1,10 +1,11 @@
 """The one way in for an upload, shared by the web form and the API.
 
 Every upload passes the same checks in the same order: a body with a length, the rate
-limits, the byte limit (enforced while the body streams in), a file at all, then the
-validation and storage in `services.submission_create`. Each refusal carries a machine
-code (which sets the HTTP status), a message for people and, for passing reasons, when to
-try again; nothing is stored for a refused upload.
+limits, the byte limit (enforced while the body streams in), a file at all, then in
+`services.submission_create` the duplicate check, the limit on uploads in flight, the
+validation and storage. Each refusal carries a machine code (which sets the HTTP status), a
+message for people and, for passing reasons, when to try again; nothing is stored for a
+refused upload.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _STATUS = {
     RejectionCode.LENGTH_REQUIRED: 411,
     RejectionCode.FILE_TOO_LARGE: 413,
     RejectionCode.RATE_LIMITED: 429,
+    RejectionCode.TOO_MANY_IN_FLIGHT: 429,
     RejectionCode.STORAGE_UNAVAILABLE: 503,
     RejectionCode.SERVICE_UNAVAILABLE: 503,
 }

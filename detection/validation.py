@@ -2,14 +2,14 @@
 
 Pure Pillow, no Django: the web form, the API and the fuzz tests all call
 `validate_image_upload`. Nothing the uploader sent is ever stored as-is: the pixels are
-decoded with an explicit format allow-list and a pixel cap, rotated upright, and encoded
+decoded with an explicit format allow-list, after the size, the shape and the memory that
+decoding would take are checked from the header; then they are rotated upright and encoded
 into a new file, which drops EXIF/GPS data, comments, colour profiles and anything
 appended after the image data.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from PIL import Image, UnidentifiedImageError
 
-from detection.ml.images import load_rgb_image
+from detection.ml.images import decode_bytes_estimate, load_rgb_image
 
 # Pillow format name → (stored extension, content type, encoder options).
 ALLOWED_FORMATS: dict[str, tuple[str, str, dict[str, object]]] = {
@@ -26,6 +26,8 @@ ALLOWED_FORMATS: dict[str, tuple[str, str, dict[str, object]]] = {
     "WEBP": ("webp", "image/webp", {"quality": 95, "method": 4}),
 }
 THUMBNAIL_SIZE = (320, 320)
+# The longest side a JPEG can declare: only a PNG can be longer, and no camera makes one.
+MAX_SIDE = 65_535
 
 
 class RejectionCode(StrEnum):
@@ -38,6 +40,10 @@ class RejectionCode(StrEnum):
     EMPTY_FILE = "empty_file"
     FILE_TOO_LARGE = "file_too_large"
     TOO_MANY_PIXELS = "too_many_pixels"
+    SIDE_TOO_LONG = "side_too_long"
+    EXTREME_ASPECT_RATIO = "extreme_aspect_ratio"
+    DECODE_TOO_LARGE = "decode_too_large"
+    TOO_MANY_IN_FLIGHT = "too_many_in_flight"
     UNSUPPORTED_FORMAT = "unsupported_format"
     ANIMATED_IMAGE = "animated_image"
     CORRUPT_IMAGE = "corrupt_image"
@@ -67,35 +73,47 @@ class ValidatedImage:
     content_type: str
     width: int
     height: int
-    sha256: str  # of the bytes as uploaded: the same file uploaded twice has the same hash
-    byte_size: int  # as uploaded
 
 
-def validate_image_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> ValidatedImage:
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_pixels: int
+    max_aspect_ratio: float  # long side / short side
+    max_decode_bytes: int  # memory that decoding may take, estimated from the header
+
+
+def validate_image_upload(data: bytes, limits: UploadLimits) -> ValidatedImage:
     if not data:
         raise UploadRejected(RejectionCode.EMPTY_FILE, "The file is empty.")
-    if len(data) > max_bytes:
-        raise UploadRejected(RejectionCode.FILE_TOO_LARGE, too_large_message(max_bytes))
+    if len(data) > limits.max_bytes:
+        raise UploadRejected(RejectionCode.FILE_TOO_LARGE, too_large_message(limits.max_bytes))
     with warnings.catch_warnings():
         # Pillow only warns about decompression bombs below twice its own limit.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = _open_allowed(data, max_pixels=max_pixels)
-        upright = load_rgb_image(image)
-    extension, content_type, options = ALLOWED_FORMATS[image.format or ""]
+        image_format, upright = _decode(data, limits)
+    # Pillow's encoders copy comments, colour profiles and transparency from `info`. These
+    # pixels were decoded here, so emptying it keeps nothing else, without another copy.
+    upright.info = {}
+    extension, content_type, options = ALLOWED_FORMATS[image_format]
     return ValidatedImage(
-        data=_encode(upright, image.format or "", options),
+        data=_encode(upright, image_format, options),
         thumbnail=_thumbnail(upright),
-        format=image.format or "",
+        format=image_format,
         extension=extension,
         content_type=content_type,
         width=upright.width,
         height=upright.height,
-        sha256=hashlib.sha256(data).hexdigest(),
-        byte_size=len(data),
     )
 
 
-def _open_allowed(data: bytes, *, max_pixels: int) -> Image.Image:
+def _decode(data: bytes, limits: UploadLimits) -> tuple[str, Image.Image]:
+    """The format and the upright RGB pixels; the decoded original is freed on return."""
+    image = _open_allowed(data, limits)
+    return image.format or "", load_rgb_image(image)
+
+
+def _open_allowed(data: bytes, limits: UploadLimits) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -104,12 +122,14 @@ def _open_allowed(data: bytes, *, max_pixels: int) -> Image.Image:
         raise UploadRejected(
             RejectionCode.UNSUPPORTED_FORMAT, "This is not a JPEG, PNG or WebP image we can read."
         ) from None
-    width, height = image.size
-    if width * height > max_pixels:
+    _check_size(*image.size, limits)
+    needed = decode_bytes_estimate(image)
+    if needed > limits.max_decode_bytes:
         raise UploadRejected(
-            RejectionCode.TOO_MANY_PIXELS,
-            f"The image is {width} x {height} pixels; the limit is "
-            f"{max_pixels / 1_000_000:g} megapixels.",
+            RejectionCode.DECODE_TOO_LARGE,
+            f"This {image.width} x {image.height} image would need about "
+            f"{needed / 1_000_000:.0f} MB of memory to decode (16-bit and transparent images "
+            f"need more); the limit is {limits.max_decode_bytes / 1_000_000:g} MB.",
         )
     if getattr(image, "n_frames", 1) > 1:
         raise UploadRejected(RejectionCode.ANIMATED_IMAGE, "Animated images are not supported.")
@@ -124,18 +144,40 @@ def _open_allowed(data: bytes, *, max_pixels: int) -> Image.Image:
     return image
 
 
+def _check_size(width: int, height: int, limits: UploadLimits) -> None:
+    """Refuse, from the header alone, a size the pipeline cannot or should not decode."""
+    if width * height > limits.max_pixels:
+        raise UploadRejected(
+            RejectionCode.TOO_MANY_PIXELS,
+            f"The image is {width} x {height} pixels; the limit is "
+            f"{limits.max_pixels / 1_000_000:g} megapixels.",
+        )
+    if max(width, height) > MAX_SIDE:
+        raise UploadRejected(
+            RejectionCode.SIDE_TOO_LONG,
+            f"The image is {width} x {height} pixels; no side may be longer than "
+            f"{MAX_SIDE:,} pixels.",
+        )
+    if max(width, height) > limits.max_aspect_ratio * min(width, height):
+        raise UploadRejected(
+            RejectionCode.EXTREME_ASPECT_RATIO,
+            f"The image is {width} x {height} pixels; its long side may be at most "
+            f"{limits.max_aspect_ratio:g} times its short side.",
+        )
+
+
 def _encode(image: Image.Image, image_format: str, options: dict[str, object]) -> bytes:
-    # A new image from the raw pixels: Pillow's encoders copy comments and colour profiles
-    # from the source image's `info`, so saving the decoded image itself would keep them.
-    pixels_only = Image.frombytes(image.mode, image.size, image.tobytes())
     buffer = io.BytesIO()
-    pixels_only.save(buffer, format=image_format, **options)
+    image.save(buffer, format=image_format, **options)
     return buffer.getvalue()
 
 
 def _thumbnail(image: Image.Image) -> bytes:
-    thumbnail = image.copy()
-    thumbnail.thumbnail(THUMBNAIL_SIZE)
+    # resize() with a reducing gap first shrinks by whole factors, so no full-size copy is
+    # made (Image.thumbnail works in place, on a copy we would have to make first).
+    scale = min(1.0, THUMBNAIL_SIZE[0] / image.width, THUMBNAIL_SIZE[1] / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    thumbnail = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
     buffer = io.BytesIO()
     thumbnail.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -64,6 +65,38 @@ def test_api_uploads_past_the_per_address_limit_get_429_json(settings: Any) -> N
     assert [answer.status_code for answer in answers] == [202, 202, 429]
     assert answers[-1].json()["code"] == RejectionCode.RATE_LIMITED
     assert "Too many uploads" in answers[-1].json()["detail"]
+
+
+def test_uploads_beyond_those_in_flight_get_429_and_store_nothing(
+    client: Client, settings: Any, private_media_root: Path
+) -> None:
+    settings.UPLOAD_MAX_IN_FLIGHT = 2
+    user = UserFactory.create()
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=user)}")
+    upload_url = reverse("api:submission-list")
+    assert [api.post(upload_url, {"image": distinct_jpeg(n)}).status_code for n in (0, 1)] == [
+        202,
+        202,
+    ]
+    Submission.objects.filter(original_filename="photo-1.jpg").update(
+        status=Submission.Status.PROCESSING
+    )
+    stored = sorted(private_media_root.rglob("*"))
+
+    refused = api.post(upload_url, {"image": distinct_jpeg(2)})
+    assert refused.status_code == 429
+    assert refused.json()["code"] == RejectionCode.TOO_MANY_IN_FLIGHT
+    assert "2 photos" in refused.json()["detail"]
+    client.force_login(user)
+    page = client.post(reverse("detection:upload"), {"image": distinct_jpeg(3)})
+    assert page.status_code == 429
+    assert "2 photos" in page.content.decode()
+    assert Submission.objects.count() == 2
+    assert sorted(private_media_root.rglob("*")) == stored
+    assert api.post(upload_url, {"image": distinct_jpeg(0)}).status_code == 200, "no new work"
+
+    Submission.objects.filter(original_filename="photo-1.jpg").update(status=Submission.Status.DONE)
+    assert api.post(upload_url, {"image": distinct_jpeg(4)}).status_code == 202
 
 
 def test_rate_limits_do_not_touch_reading_results(client: Client, settings: Any) -> None:

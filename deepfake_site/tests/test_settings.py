@@ -82,3 +82,29 @@ def test_manage_py_check_is_clean() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+PRINT_WORKER_BOUNDS = """
+import json
+from deepfake_site.celery import app
+print(json.dumps([app.conf.worker_max_tasks_per_child, app.conf.worker_max_memory_per_child]))
+"""
+
+
+def test_worker_children_are_replaced_after_bounded_tasks_and_memory() -> None:
+    def bounds(**env: str) -> list[int]:
+        result = subprocess.run(
+            [sys.executable, "-c", PRINT_WORKER_BOUNDS],
+            cwd=REPO_ROOT,
+            env={**os.environ, "ENV_FILE": os.devnull, "SECRET_KEY": "x", **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return list(json.loads(result.stdout))
+
+    tasks, kibibytes = bounds()
+    assert tasks > 0 and kibibytes > 1_000_000, "defaults bound every child"
+    assert bounds(
+        CELERY_WORKER_MAX_TASKS_PER_CHILD="7", CELERY_WORKER_MAX_MEMORY_PER_CHILD="123456"
+    ) == [7, 123456]

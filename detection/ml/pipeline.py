@@ -56,7 +56,7 @@ class AnalysisResult:
     verdict: str | None
     fake_probability: float | None  # the most suspicious good face's P(fake)
     faces: list[FaceResult]
-    overlay: Image.Image  # the image with every face boxed and labelled
+    overlay: Image.Image  # the image, at most OVERLAY_MAX_SIDE long, every face boxed
     model: ModelInfo
     timings_ms: dict[str, float]  # decode, detect, classify, explain, render, total
     width: int

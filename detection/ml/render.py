@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ VERDICT_COLOURS = {
     "real": (71, 85, 105),
     "inconclusive": (148, 163, 184),
 }
+# The overlay is for looking at; the original image is stored and served apart. A photo
+# longer than this is drawn on a copy reduced by a whole factor (so 2,049 to 4,096 long).
+OVERLAY_MAX_SIDE = 4096
 _HEATMAP_WEIGHT = 0.5  # as pytorch_grad_cam's show_cam_on_image: half heatmap, half photo
 
 
@@ -54,15 +58,24 @@ def crop_image(crop: np.ndarray) -> Image.Image:
 
 
 def annotated_image(image: Image.Image, faces: Sequence[FaceLabel]) -> Image.Image:
-    """The full image with every face boxed in its verdict's colour and labelled."""
-    canvas = image.copy()
+    """The image, at most OVERLAY_MAX_SIDE long, with every face boxed and labelled
+    in its verdict's colour; boxes are in the image's pixels."""
+    factor = math.ceil(max(image.size) / OVERLAY_MAX_SIDE)
+    # reduce() makes the smaller canvas straight from the original, never a full-size copy.
+    canvas = image.reduce(factor) if factor > 1 else image.copy()
+    scale_x, scale_y = canvas.width / image.width, canvas.height / image.height
     draw = ImageDraw.Draw(canvas)
     long_side = max(canvas.size)
     line_width = max(2, round(long_side / 400))
     font = ImageFont.load_default(size=max(12, round(long_side / 60)))
     for face in faces:
         colour = VERDICT_COLOURS[face.verdict]
-        x1, y1, x2, y2 = face.box
+        x1, y1, x2, y2 = (
+            face.box[0] * scale_x,
+            face.box[1] * scale_y,
+            face.box[2] * scale_x,
+            face.box[3] * scale_y,
+        )
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=line_width)
         label = face.text
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import uuid
+import zlib
 from typing import Any
 
 import factory
@@ -19,6 +21,27 @@ def png_bytes(color: str = "gray", size: tuple[int, int] = (32, 24)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
+def png_blank(width: int, height: int, *, bit_depth: int, colour_type: int) -> bytes:
+    """A complete all-zero PNG, built row by row: tiny however large it is.
+
+    Any PNG pixel format: colour type 0 is gray, 2 RGB, 6 RGBA; bit depth 8 or 16.
+    """
+    channels = {0: 1, 2: 3, 6: 4}[colour_type]
+    row = b"\x00" * (1 + width * channels * bit_depth // 8)  # filter byte, then the pixels
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(row * height, 9))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def stored_png(name: str, color: str = "gray") -> str:

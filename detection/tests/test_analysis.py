@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core.files.base import ContentFile
@@ -11,6 +12,7 @@ from django.core.files.storage import default_storage
 
 from conftest import TEST_FRAMES
 from detection import services
+from detection.ml.images import UnreadableImageError
 from detection.models import Face, Submission
 from detection.tests.factories import SubmissionFactory
 
@@ -90,3 +92,31 @@ def test_analysis_of_a_deleted_submission_does_nothing() -> None:
     submission.delete()
     services.analysis_run(submission_id=submission_id, task_id="task-1", worker="test@host")
     assert not Submission.objects.exists()
+
+
+def test_image_that_cannot_be_decoded_fails_at_once_instead_of_using_every_attempt(
+    settings: Any,
+) -> None:
+    settings.ANALYSIS_MAX_ATTEMPTS = 3
+    submission = SubmissionFactory.create()
+    unreadable = UnreadableImageError("cannot decode image data: broken PNG data")
+    with mock.patch.object(services, "_analyze", side_effect=unreadable) as analyze:
+        services.analysis_run(submission_id=submission.id, task_id="task-1", worker="test@host")
+    analyze.assert_called_once()
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.FAILED
+    assert submission.attempts == 1
+    assert "could not be decoded" in submission.failure_reason
+
+
+def test_other_analysis_errors_are_retried_while_attempts_remain(settings: Any) -> None:
+    settings.ANALYSIS_MAX_ATTEMPTS = 3
+    submission = SubmissionFactory.create()
+    with (
+        mock.patch.object(services, "_analyze", side_effect=MemoryError()),
+        pytest.raises(services.RetryableAnalysisError),
+    ):
+        services.analysis_run(submission_id=submission.id, task_id="task-1", worker="test@host")
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.QUEUED
+    assert submission.attempts == 1

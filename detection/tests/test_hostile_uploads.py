@@ -31,7 +31,12 @@ from conftest import database_url_for_current_connection
 from deepfake_site.services import api_token_rotate
 from detection.models import Submission
 from detection.tests.factories import UserFactory
-from detection.validation import RejectionCode, UploadRejected, validate_image_upload
+from detection.validation import (
+    RejectionCode,
+    UploadLimits,
+    UploadRejected,
+    validate_image_upload,
+)
 
 
 def image_bytes(image_format: str, size: tuple[int, int] = (48, 32)) -> bytes:
@@ -152,6 +157,49 @@ def test_png_with_a_script_appended_and_a_hostile_name_is_stored_sanitized(
     assert "/" not in submission.original_filename
 
 
+def png_with_chunk(kind: bytes, body: bytes) -> bytes:
+    """A valid 48x32 PNG with one extra chunk right after its header."""
+    png = image_bytes("PNG")
+    header_end = 8 + 8 + 13 + 4  # signature, then IHDR: length, type, 13 data bytes, CRC
+    return png[:header_end] + png_chunk(kind, body) + png[header_end:]
+
+
+# EXIF is metadata the uploader controls; a broken block says nothing about the pixels.
+BROKEN_EXIF: list[tuple[str, bytes]] = [
+    ("exif-chunk-not-tiff", png_with_chunk(b"eXIf", b"garbage!")),
+    ("exif-chunk-cut-short", png_with_chunk(b"eXIf", b"MM\x00*\x00\x00")),
+    (
+        "raw-profile-not-hex",
+        png_with_chunk(b"tEXt", b"Raw profile type exif\x00\nexif\n      12\nnot hex at all\n"),
+    ),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "data"), BROKEN_EXIF, ids=[row[0] for row in BROKEN_EXIF])
+def test_png_with_broken_exif_is_accepted_by_the_form_as_it_looks(
+    client: Client, name: str, data: bytes
+) -> None:
+    client.force_login(UserFactory.create())
+    upload = SimpleUploadedFile(f"{name}.png", data, content_type="image/png")
+    response = client.post(reverse("detection:upload"), {"image": upload})
+    assert response.status_code == 302
+    stored = Image.open(Submission.objects.get().image.open())
+    assert stored.size == (48, 32), "not turned: the broken orientation is ignored"
+    assert "exif" not in stored.info
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "data"), BROKEN_EXIF, ids=[row[0] for row in BROKEN_EXIF])
+def test_png_with_broken_exif_is_accepted_by_the_api(name: str, data: bytes) -> None:
+    user = UserFactory.create()
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=user)}")
+    upload = SimpleUploadedFile(f"{name}.png", data, content_type="image/png")
+    response = api.post(reverse("api:submission-list"), {"image": upload})
+    assert response.status_code == 202
+    assert (response.json()["width"], response.json()["height"]) == (48, 32)
+
+
 @given(data=st.binary(max_size=2048))
 @hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_fuzzed_bytes_are_either_accepted_as_a_fresh_image_or_rejected_with_a_code(
@@ -178,11 +226,17 @@ def test_mutated_valid_images_never_escape_validation(
     check_validation_outcome(bytes(mutated[: max(cut, 8)]))
 
 
+FUZZ_LIMITS = UploadLimits(
+    max_bytes=1_000_000, max_pixels=4_000_000, max_aspect_ratio=20, max_decode_bytes=80_000_000
+)
 REJECTION_CODES = {
     RejectionCode.EMPTY_FILE,
     RejectionCode.FILE_TOO_LARGE,
     RejectionCode.UNSUPPORTED_FORMAT,
     RejectionCode.TOO_MANY_PIXELS,
+    RejectionCode.SIDE_TOO_LONG,
+    RejectionCode.EXTREME_ASPECT_RATIO,
+    RejectionCode.DECODE_TOO_LARGE,
     RejectionCode.CORRUPT_IMAGE,
     RejectionCode.ANIMATED_IMAGE,
 }
@@ -191,7 +245,7 @@ REJECTION_CODES = {
 def check_validation_outcome(data: bytes) -> None:
     """Any other exception escaping here would be a 500 for the uploader."""
     try:
-        accepted = validate_image_upload(data, max_bytes=1_000_000, max_pixels=4_000_000)
+        accepted = validate_image_upload(data, FUZZ_LIMITS)
     except UploadRejected as error:
         rejection = error
     else:

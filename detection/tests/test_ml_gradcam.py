@@ -17,7 +17,13 @@ from detection.ml.classifier import (
     cam_layer,
     load_checkpoint,
 )
-from detection.ml.render import VERDICT_COLOURS, FaceLabel, annotated_image, heatmap_overlay
+from detection.ml.render import (
+    OVERLAY_MAX_SIDE,
+    VERDICT_COLOURS,
+    FaceLabel,
+    annotated_image,
+    heatmap_overlay,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +77,13 @@ def test_overlay_boxes_every_face_in_its_verdict_colour() -> None:
     assert image.getpixel((100, 360)) == (128, 128, 128)  # the original stays untouched
     assert overlay.getpixel((100, 360)) == VERDICT_COLOURS["fake"]
     assert overlay.getpixel((600, 360)) == VERDICT_COLOURS["real"]
+
+
+def test_overlay_of_a_very_large_photo_is_drawn_on_a_smaller_copy() -> None:
+    image = Image.new("RGB", (9000, 6000), (128, 128, 128))
+    overlay = annotated_image(image, [FaceLabel(1, (3000.0, 3000.0, 6000.0, 5400.0), "fake", 0.9)])
+    assert max(overlay.size) <= OVERLAY_MAX_SIDE
+    scale = overlay.width / image.width
+    assert overlay.height == pytest.approx(image.height * scale, abs=1)
+    assert overlay.getpixel((round(3000 * scale), round(4200 * scale))) == VERDICT_COLOURS["fake"]
+    assert overlay.getpixel((round(4500 * scale), round(4200 * scale))) == (128, 128, 128)

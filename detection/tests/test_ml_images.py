@@ -62,6 +62,24 @@ def test_exif_orientation_turns_the_photo_upright() -> None:
     assert image.getpixel((50, 10)) == (0, 0, 0)
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [b"garbage!", b"MM\x00*\x00\x00"],
+    ids=["not-tiff", "cut-short"],
+)
+def test_broken_exif_is_ignored_and_the_picture_kept_as_stored(broken: bytes) -> None:
+    image = load_rgb_image(_encoded(Image.new("RGB", (60, 20), (10, 20, 30)), exif=broken))
+    assert image.size == (60, 20)
+    assert image.getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_turned_picture_is_not_turned_again() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    once = load_rgb_image(_encoded(Image.new("RGB", (60, 20)), exif=exif.tobytes()))
+    assert load_rgb_image(once).size == once.size == (20, 60)
+
+
 def test_image_passed_in_is_not_modified() -> None:
     source = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
     load_rgb_image(source)
