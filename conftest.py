@@ -114,6 +114,17 @@ def fast_hashing_and_fresh_counters(settings: Any) -> None:
     cache.clear()
 
 
+# Quality-check and double-review sampling are random; tests that are about them set the
+# rates to 1, every other test runs without them (here and in the servers tests start).
+NO_SAMPLING = {"QA_SAMPLE_RATE": "0", "DOUBLE_REVIEW_RATE": "0"}
+
+
+@pytest.fixture(autouse=True)
+def no_sampling(settings: Any) -> None:
+    settings.QA_SAMPLE_RATE = 0
+    settings.DOUBLE_REVIEW_RATE = 0
+
+
 @pytest.fixture(autouse=True)
 def private_media_root(settings: Any, tmp_path: Path) -> Path:
     """Every test writes uploads into its own folder, never into var/media."""
@@ -241,6 +252,7 @@ def start_worker(tmp_path: Path, settings: Any) -> Iterator[Callable[..., Worker
         """`hostname`: the same name again is the same worker restarted."""
         worker_env = {
             **os.environ,
+            **NO_SAMPLING,
             "DATABASE_URL": database_url_for_current_connection(),
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "PYTHONUNBUFFERED": "1",
@@ -291,7 +303,7 @@ def start_gunicorn() -> Iterator[Callable[[dict[str, str]], str]]:
                 "warning",
             ],
             cwd=REPO_ROOT,
-            env={**os.environ, "SECURE_SSL_REDIRECT": "false", **env},
+            env={**os.environ, **NO_SAMPLING, "SECURE_SSL_REDIRECT": "false", **env},
         )
         servers.append(server)
         deadline = time.monotonic() + 30

@@ -393,3 +393,7 @@ TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=None)
 # How long "next case" reserves a case for one moderator; an unfinished case then returns
 # to the queue by itself.
 MODERATION_LEASE_MINUTES = env.int("MODERATION_LEASE_MINUTES", default=15)
+# Share of "no manipulation found" photos sent to moderators as quality checks (measures
+# what the model misses) and share of decisions checked by a second, independent moderator.
+QA_SAMPLE_RATE = env.float("QA_SAMPLE_RATE", default=0.05)
+DOUBLE_REVIEW_RATE = env.float("DOUBLE_REVIEW_RATE", default=0.1)

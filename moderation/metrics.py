@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -37,6 +37,33 @@ class VerdictDecisions:
 
 
 @dataclass(frozen=True)
+class RateEstimate:
+    """A share of decided cases, with how many it rests on."""
+
+    share: float | None  # None when no case was decided
+    cases: int
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    """Two moderators who reviewed the same cases independently (double review)."""
+
+    first: str
+    second: str
+    cases: int
+    agreement: float
+    kappa: float | None  # Cohen's kappa; None when chance agreement is total
+
+
+@dataclass(frozen=True)
+class QueueDay:
+    day: date
+    decisions: int
+    pending: int  # open at the end of the day
+    oldest_hours: float | None  # age of the oldest open case at the end of the day
+
+
+@dataclass(frozen=True)
 class ModerationMetrics:
     days: int
     awaiting: int
@@ -46,6 +73,105 @@ class ModerationMetrics:
     decided_in_window: int
     per_moderator_per_day: list[DailyDecisions]
     verdict_decisions: list[VerdictDecisions]
+    # Of the cases the model called likely manipulated, the share moderators cleared.
+    false_positive: RateEstimate
+    # Of the quality checks (photos the model found nothing in), the share confirmed fake.
+    false_negative: RateEstimate
+    agreement: list[PairAgreement]
+    queue_days: list[QueueDay]
+
+
+def _share(cases: QuerySet[ReviewCase], state: str) -> RateEstimate:
+    counts = cases.aggregate(total=Count("pk"), hits=Count("pk", filter=Q(state=state)))
+    total = int(counts["total"] or 0)
+    return RateEstimate(share=counts["hits"] / total if total else None, cases=total)
+
+
+def _agreement(since: datetime) -> list[PairAgreement]:
+    """Per pair of moderators: how often their independent reviews agreed, and kappa."""
+    pairs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    # Decided in the window, or sent to staff because the two reviews disagreed.
+    reviewed_twice = ReviewCase.objects.filter(
+        Q(decided_at__gte=since) | Q(state=ReviewCase.State.ESCALATED),
+        second_decided_by__isnull=False,
+    ).values_list(
+        "first_decision",
+        "second_decision",
+        "first_decided_by__username",
+        "second_decided_by__username",
+    )
+    for first, second, first_name, second_name in reviewed_twice:
+        if first_name <= second_name:
+            pairs.setdefault((first_name, second_name), []).append((first, second))
+        else:
+            pairs.setdefault((second_name, first_name), []).append((second, first))
+    return [
+        PairAgreement(
+            first=a,
+            second=b,
+            cases=len(votes),
+            agreement=sum(x == y for x, y in votes) / len(votes),
+            kappa=_kappa(votes),
+        )
+        for (a, b), votes in sorted(pairs.items())
+    ]
+
+
+def _kappa(votes: list[tuple[str, str]]) -> float | None:
+    """Cohen's kappa of two raters: agreement beyond what their own rates would give."""
+    observed = sum(a == b for a, b in votes) / len(votes)
+    labels = {label for vote in votes for label in vote}
+    expected = sum(
+        (sum(a == label for a, _ in votes) / len(votes))
+        * (sum(b == label for _, b in votes) / len(votes))
+        for label in labels
+    )
+    return (observed - expected) / (1 - expected) if expected < 1 else None
+
+
+def _queue_days(now: datetime, days: int) -> list[QueueDay]:
+    """Per day of the window: decisions made, cases open at its end and the oldest's age."""
+    today = timezone.localdate(now)
+    first_day = today - timedelta(days=days - 1)
+    window_start = _start_of_day(first_day)
+    cases = list(
+        ReviewCase.objects.filter(
+            Q(decided_at__isnull=True) | Q(decided_at__gte=window_start),
+            opened_at__lt=now,
+        ).values_list("opened_at", "decided_at")
+    )
+    per_day = dict(
+        ReviewEvent.objects.filter(
+            kind__in=ReviewEvent.DECISION_KINDS, created_at__gte=window_start
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(n=Count("pk"))
+        .values_list("day", "n")
+    )
+    rows = []
+    for offset in range(days):
+        day = first_day + timedelta(days=offset)
+        end = min(_start_of_day(day + timedelta(days=1)), now)
+        waiting = [
+            opened
+            for opened, decided in cases
+            if opened < end and (decided is None or decided >= end)
+        ]
+        oldest = min(waiting, default=None)
+        rows.append(
+            QueueDay(
+                day=day,
+                decisions=int(per_day.get(day, 0)),
+                pending=len(waiting),
+                oldest_hours=(end - oldest).total_seconds() / 3600 if oldest else None,
+            )
+        )
+    return rows
+
+
+def _start_of_day(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
 
 
 def moderation_metrics(*, days: int = 30, now: datetime | None = None) -> ModerationMetrics:
@@ -55,11 +181,12 @@ def moderation_metrics(*, days: int = 30, now: datetime | None = None) -> Modera
     open_cases = ReviewCase.objects.filter(state__in=ReviewCase.OPEN_STATES)
     oldest = open_cases.order_by("opened_at").values_list("opened_at", flat=True).first()
 
+    decided_in_window = ReviewCase.objects.filter(
+        state__in=ReviewCase.DECIDED_STATES, decided_at__gte=since
+    )
     durations = [
         decided_at - opened_at
-        for opened_at, decided_at in ReviewCase.objects.filter(
-            state__in=ReviewCase.DECIDED_STATES, decided_at__gte=since
-        ).values_list("opened_at", "decided_at")
+        for opened_at, decided_at in decided_in_window.values_list("opened_at", "decided_at")
         if decided_at is not None
     ]
 
@@ -112,4 +239,13 @@ def moderation_metrics(*, days: int = 30, now: datetime | None = None) -> Modera
             )
             for verdict, label in Submission.Verdict.choices
         ],
+        false_positive=_share(
+            decided_in_window.filter(kind=ReviewCase.Kind.FLAGGED, verdict=Submission.Verdict.FAKE),
+            ReviewCase.State.CLEARED,
+        ),
+        false_negative=_share(
+            decided_in_window.filter(kind=ReviewCase.Kind.QA), ReviewCase.State.CONFIRMED
+        ),
+        agreement=_agreement(since),
+        queue_days=_queue_days(now, days),
     )

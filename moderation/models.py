@@ -13,8 +13,17 @@ from django.utils import timezone
 from detection.models import Submission
 
 
+class Decision(models.TextChoices):
+    """What a moderator can do with an open case (release is not a decision)."""
+
+    CONFIRM = "confirm", "Confirm manipulated"
+    CLEAR = "clear", "Mark authentic"
+    ESCALATE = "escalate", "Escalate to staff"
+
+
 class ReviewCase(models.Model):
-    """One per submission the model flagged: the moderators' unit of work.
+    """One per submission the model flagged, or sampled for a quality check: the
+    moderators' unit of work.
 
     The verdict, probability and face count are a snapshot of the analysis that a moderator
     judges; they are refreshed while the case is open and frozen once it is decided, so the
@@ -26,6 +35,12 @@ class ReviewCase(models.Model):
         ESCALATED = "escalated", "Escalated to staff"
         CONFIRMED = "confirmed", "Confirmed manipulated"
         CLEARED = "cleared", "Cleared as authentic"
+
+    class Kind(models.TextChoices):
+        FLAGGED = "flagged", "Flagged by the model"
+        # A share of the photos the model found nothing in: their decisions measure what it
+        # misses, which no flagged case can show.
+        QA = "qa", "Quality check"
 
     OPEN_STATES = (State.PENDING, State.ESCALATED)
     DECIDED_STATES = (State.CONFIRMED, State.CLEARED)
@@ -40,6 +55,7 @@ class ReviewCase(models.Model):
     state = models.CharField(
         max_length=10, choices=State.choices, default=State.PENDING, db_index=True
     )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.FLAGGED)
     priority = models.PositiveIntegerField(default=0)
     verdict = models.CharField(max_length=12, choices=Submission.Verdict.choices)
     fake_probability = models.FloatField()
@@ -62,6 +78,25 @@ class ReviewCase(models.Model):
         related_name="+",
     )
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Double review: a sampled decision becomes the first of two; a different moderator,
+    # who is not shown it, makes the second; agreement decides, disagreement goes to staff.
+    review_round = models.PositiveSmallIntegerField(default=1)
+    first_decision = models.CharField(max_length=8, choices=Decision.choices, blank=True)
+    first_decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    second_decision = models.CharField(max_length=8, choices=Decision.choices, blank=True)
+    second_decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ("-priority", "opened_at")
@@ -82,13 +117,9 @@ class ReviewCase(models.Model):
             self.claimed_by_id and self.lease_expires_at is not None and self.lease_expires_at > now
         )
 
-
-class Decision(models.TextChoices):
-    """What a moderator can do with an open case (release is not a decision)."""
-
-    CONFIRM = "confirm", "Confirm manipulated"
-    CLEAR = "clear", "Mark authentic"
-    ESCALATE = "escalate", "Escalate to staff"
+    @property
+    def awaiting_second_review(self) -> bool:
+        return self.review_round == 2 and self.state == self.State.PENDING
 
 
 class ReviewEventIsAppendOnly(Exception):
@@ -118,6 +149,7 @@ class ReviewEvent(models.Model):
         CLEARED = "cleared", "Marked authentic"
         ESCALATED = "escalated", "Escalated to staff"
         REOPENED = "reopened", "Reopened"
+        SECOND_REVIEW = "second_review", "Sent for a second review"
 
     DECISION_KINDS = (Kind.CONFIRMED, Kind.CLEARED, Kind.ESCALATED)
 

@@ -4,6 +4,7 @@ the pages explain them."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ REVIEW_CASES = "moderation.review_cases"
 NOTE_REQUIRED = "A note is required when the decision goes against the model's verdict."
 ESCALATION_NOTE_REQUIRED = "Tell staff why you escalate this case."
 OWN_UPLOAD = "You uploaded this photo: another moderator must decide it."
+OWN_FIRST_REVIEW = "You made the first review of this case: a different moderator makes the second."
 
 
 def user_is_reviewer(*, user: User | AnonymousUser) -> bool:
@@ -59,9 +61,21 @@ def review_case_queue_order(*, user: User) -> tuple[Any, ...]:
     return order
 
 
-def review_cases_not_uploaded_by(*, user: User) -> Q:
-    """Nobody reviews their own uploads, staff included: a conflict of interest."""
-    return ~Q(submission__uploader_id=user.pk)
+def review_cases_open_to(*, user: User) -> Q:
+    """The cases this user may take at all: never one about their own upload (a conflict of
+    interest, staff included), never the second review of one they reviewed first."""
+    own_first_review = Q(
+        review_round=2, state=ReviewCase.State.PENDING, first_decided_by_id=user.pk
+    )
+    return ~Q(submission__uploader_id=user.pk) & ~own_first_review
+
+
+def sampled(rate: float) -> bool:
+    """True for about `rate` of the calls (QA sampling, double review)."""
+    return rate >= 1 or (rate > 0 and _chance.random() < rate)
+
+
+_chance = secrets.SystemRandom()
 
 
 def review_case_refusal(
@@ -70,6 +84,8 @@ def review_case_refusal(
     """Why this user cannot take this decision on this case now, or None if they can."""
     if case.submission.uploader_id == user.pk:
         return OWN_UPLOAD
+    if case.awaiting_second_review and case.first_decided_by_id == user.pk:
+        return OWN_FIRST_REVIEW
     if case.state in ReviewCase.DECIDED_STATES:
         return f"This case was already decided: {case.get_state_display().lower()}."
     if case.state not in review_case_states_actionable(user=user, decision=decision):

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from detection.models import Submission
+from detection.models import Face, Submission
 from moderation.models import ReviewCase, ReviewEvent
 from moderation.rules import review_case_queue_order
 
@@ -187,7 +187,16 @@ def review_case_same_image_decisions(*, case: ReviewCase) -> QuerySet[ReviewCase
 
 
 def review_case_events(*, case: ReviewCase) -> QuerySet[ReviewEvent]:
-    return case.events.select_related("actor").order_by("created_at", "id")
+    """The case's history; while a second review is pending, without the first decision,
+    which the second moderator must not see."""
+    events = case.events.select_related("actor").order_by("created_at", "id")
+    if case.awaiting_second_review:
+        events = events.exclude(kind__in=_FIRST_REVIEW_KINDS, actor_id=case.first_decided_by_id)
+    return events
+
+
+# A first review is a confirmation or a clearing; an escalation is never sampled.
+_FIRST_REVIEW_KINDS = (ReviewEvent.Kind.CONFIRMED, ReviewEvent.Kind.CLEARED)
 
 
 # --- The decision log -----------------------------------------------------------------------
@@ -206,8 +215,15 @@ class LogFilters:
 
 def review_event_decision_log(*, filters: LogFilters) -> QuerySet[ReviewEvent]:
     """Decisions, escalations and reopenings, newest first."""
-    events = ReviewEvent.objects.filter(kind__in=LOG_KINDS).select_related(
-        "actor", "case__submission__uploader"
+    events = (
+        ReviewEvent.objects.filter(kind__in=LOG_KINDS)
+        .exclude(
+            # First reviews stay hidden until the second, independent one is made.
+            kind__in=_FIRST_REVIEW_KINDS,
+            case__review_round=2,
+            case__state=ReviewCase.State.PENDING,
+        )
+        .select_related("actor", "case__submission__uploader")
     )
     if filters.since:
         events = events.filter(created_at__gte=_start_of(filters.since))
@@ -224,3 +240,50 @@ def review_event_decision_log(*, filters: LogFilters) -> QuerySet[ReviewEvent]:
 
 def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, datetime.min.time()))
+
+
+# --- Decisions as data -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecidedFace:
+    submission_id: uuid.UUID
+    index: int
+    crop_name: str  # in the media storage
+    label: str  # real or fake
+    # The original image: every face of it, and each near-copy, stays on one side of a split.
+    group: str
+    source: str  # moderation-flagged or moderation-qa
+
+
+def decided_faces(*, since: datetime | None = None) -> list[DecidedFace]:
+    """The good faces of decided cases, labelled by the decision.
+
+    A cleared photo's good faces are all real. A confirmed photo says only that some face
+    was manipulated: its good face the model found most suspicious is taken as the fake.
+    """
+    cases = (
+        ReviewCase.objects.filter(state__in=ReviewCase.DECIDED_STATES)
+        .select_related("submission")
+        .prefetch_related("submission__faces")
+    )
+    if since is not None:
+        cases = cases.filter(decided_at__gte=since)
+    found = []
+    for case in cases.order_by("decided_at", "id"):
+        good = [face for face in case.submission.faces.all() if face.quality == Face.Quality.OK]
+        confirmed = case.state == ReviewCase.State.CONFIRMED
+        if confirmed:
+            good = sorted(good, key=lambda face: face.fake_probability)[-1:]
+        found += [
+            DecidedFace(
+                submission_id=case.submission_id,
+                index=face.index,
+                crop_name=str(face.crop.name),
+                label="fake" if confirmed else "real",
+                group=case.submission.sha256,
+                source=f"moderation-{case.kind}",
+            )
+            for face in good
+        ]
+    return found

@@ -27,7 +27,8 @@ from moderation.rules import (
     review_case_refusal,
     review_case_states_actionable,
     review_case_states_claimable,
-    review_cases_not_uploaded_by,
+    review_cases_open_to,
+    sampled,
 )
 
 FLAGGED_VERDICTS = (Submission.Verdict.FAKE, Submission.Verdict.UNCERTAIN)
@@ -40,10 +41,14 @@ VERDICTS = tuple(Submission.Verdict.values)
 _FACE_WEIGHT, _FACE_CAP = 5, 20
 _RECORD_WEIGHT, _RECORD_CAP = 15, 45
 
-_DECISION_RESULT = {
-    Decision.CONFIRM: (ReviewCase.State.CONFIRMED, ReviewEvent.Kind.CONFIRMED),
-    Decision.CLEAR: (ReviewCase.State.CLEARED, ReviewEvent.Kind.CLEARED),
-    Decision.ESCALATE: (ReviewCase.State.ESCALATED, ReviewEvent.Kind.ESCALATED),
+_DECIDED_STATE = {
+    Decision.CONFIRM: ReviewCase.State.CONFIRMED,
+    Decision.CLEAR: ReviewCase.State.CLEARED,
+}
+_DECISION_EVENT = {
+    Decision.CONFIRM: ReviewEvent.Kind.CONFIRMED,
+    Decision.CLEAR: ReviewEvent.Kind.CLEARED,
+    Decision.ESCALATE: ReviewEvent.Kind.ESCALATED,
 }
 
 
@@ -51,8 +56,9 @@ def review_case_open(*, submission: Submission) -> ReviewCase | None:
     """Open the review case for a finished analysis, or keep the one the submission has.
 
     Called by the detection side inside the transaction that stores the result.
-    - No case yet: a `fake` or `uncertain` verdict opens one (with its `opened` event);
-      any other verdict opens nothing and returns None.
+    - No case yet: a `fake` or `uncertain` verdict opens one (with its `opened` event); a
+      `real` one opens a quality-check case for QA_SAMPLE_RATE of the photos; any other
+      outcome opens nothing and returns None.
     - An open case (a re-analysis while it waits): its snapshot and priority follow the new
       result, so moderators judge what the case page shows; no second case, no event.
     - A decided case: the human decision stands and is returned unchanged; a re-run of the
@@ -62,11 +68,15 @@ def review_case_open(*, submission: Submission) -> ReviewCase | None:
     if existing is not None:
         if existing.is_open and submission.verdict in VERDICTS:
             ReviewCase.objects.filter(pk=existing.pk, state__in=ReviewCase.OPEN_STATES).update(
-                **_snapshot(submission)
+                **_snapshot(submission, ReviewCase.Kind(existing.kind))
             )
             existing.refresh_from_db()
         return existing
-    if submission.verdict not in FLAGGED_VERDICTS:
+    if submission.verdict in FLAGGED_VERDICTS:
+        kind = ReviewCase.Kind.FLAGGED
+    elif submission.verdict == Submission.Verdict.REAL and sampled(settings.QA_SAMPLE_RATE):
+        kind = ReviewCase.Kind.QA
+    else:
         return None
     now = timezone.now()
     try:
@@ -74,7 +84,7 @@ def review_case_open(*, submission: Submission) -> ReviewCase | None:
         # back, not the caller's transaction.
         with transaction.atomic():
             case = ReviewCase.objects.create(
-                submission=submission, opened_at=now, **_snapshot(submission)
+                submission=submission, kind=kind, opened_at=now, **_snapshot(submission, kind)
             )
             ReviewEvent.objects.create(case=case, kind=ReviewEvent.Kind.OPENED, created_at=now)
     except IntegrityError:
@@ -123,9 +133,7 @@ def review_case_claim_next(*, user: User) -> ReviewCase | None:
     now = timezone.now()
     review_case_expire_leases(now=now)
     states = review_case_states_claimable(user=user)
-    open_to_user = ReviewCase.objects.filter(
-        review_cases_not_uploaded_by(user=user), state__in=states
-    )
+    open_to_user = ReviewCase.objects.filter(review_cases_open_to(user=user), state__in=states)
     held = (
         open_to_user.filter(claimed_by=user, lease_expires_at__gt=now)
         .order_by(*review_case_queue_order(user=user))
@@ -146,7 +154,7 @@ def review_case_claim(*, case: ReviewCase, user: User) -> ReviewCase:
     now = timezone.now()
     review_case_expire_leases(now=now)
     claimable = ReviewCase.objects.filter(
-        review_cases_not_uploaded_by(user=user),
+        review_cases_open_to(user=user),
         pk=case.pk,
         state__in=review_case_states_claimable(user=user),
     )
@@ -197,8 +205,6 @@ def review_case_decide(
     note = note.strip()
     now = timezone.now()
     review_case_expire_leases(now=now)
-    new_state, kind = _DECISION_RESULT[decision]
-    decided = decision != Decision.ESCALATE
     with transaction.atomic():
         current = ReviewCase.objects.select_for_update().get(pk=case.pk)
         refusal = review_case_refusal(case=current, user=user, decision=decision, now=now)
@@ -207,26 +213,23 @@ def review_case_decide(
         problem = review_case_note_problem(verdict=current.verdict, decision=decision, note=note)
         if problem:
             raise ValidationError(problem, code="note_required")
+        outcome = _decision_outcome(current, user=user, decision=decision, now=now)
         updated = (
             ReviewCase.objects.filter(
-                review_cases_not_uploaded_by(user=user),
+                review_cases_open_to(user=user),
                 pk=case.pk,
                 state__in=review_case_states_actionable(user=user, decision=decision),
             )
             .filter(Q(claimed_by__isnull=True) | Q(claimed_by=user))
-            .update(
-                state=new_state,
-                claimed_by=None,
-                lease_expires_at=None,
-                decided_by=user if decided else None,
-                decided_at=now if decided else None,
-            )
+            .update(claimed_by=None, lease_expires_at=None, **outcome.fields)
         )
         if not updated:
             raise _refused(case, user=user, decision=decision)
         ReviewEvent.objects.create(
-            case_id=case.pk, kind=kind, actor=user, note=note, created_at=now
+            case_id=case.pk, kind=_DECISION_EVENT[decision], actor=user, note=note, created_at=now
         )
+        for kind, system_note in outcome.events:
+            ReviewEvent.objects.create(case_id=case.pk, kind=kind, note=system_note, created_at=now)
     case.refresh_from_db()
     return case
 
@@ -262,7 +265,11 @@ def review_case_reopen(*, case: ReviewCase, user: User, note: str = "") -> Revie
     now = timezone.now()
     with transaction.atomic():
         submission = Submission.objects.get(pk=case.submission_id)
-        snapshot = _snapshot(submission) if submission.verdict in VERDICTS else {}
+        snapshot = (
+            _snapshot(submission, ReviewCase.Kind(case.kind))
+            if submission.verdict in VERDICTS
+            else {}
+        )
         reopened = ReviewCase.objects.filter(
             pk=case.pk, state__in=ReviewCase.DECIDED_STATES
         ).update(
@@ -271,6 +278,12 @@ def review_case_reopen(*, case: ReviewCase, user: User, note: str = "") -> Revie
             decided_at=None,
             claimed_by=None,
             lease_expires_at=None,
+            # A reopened case is reviewed afresh, double review included.
+            review_round=1,
+            first_decision="",
+            first_decided_by=None,
+            second_decision="",
+            second_decided_by=None,
             **snapshot,
         )
         if not reopened:
@@ -293,6 +306,54 @@ def review_case_reopen_many(
     return _each_case(cases, lambda case: review_case_reopen(case=case, user=user, note=note))
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    fields: dict[str, Any]  # what the decision changes on the case
+    events: list[tuple[str, str]] = field(default_factory=list)  # system events: kind, note
+
+
+def _decision_outcome(
+    case: ReviewCase, *, user: User, decision: Decision, now: datetime
+) -> _Outcome:
+    """What a decision does to a case, double review included."""
+    undecided = {"decided_by": None, "decided_at": None}
+    if decision == Decision.ESCALATE:
+        return _Outcome({"state": ReviewCase.State.ESCALATED, **undecided})
+    final = {"state": _DECIDED_STATE[decision], "decided_by": user, "decided_at": now}
+    if case.awaiting_second_review:
+        second = {"second_decision": decision, "second_decided_by": user}
+        if decision == case.first_decision:
+            return _Outcome({**final, **second})
+        first = Decision(case.first_decision).label.lower()
+        return _Outcome(
+            {**second, "state": ReviewCase.State.ESCALATED, **undecided},
+            [
+                (
+                    ReviewEvent.Kind.ESCALATED,
+                    f"The two reviews disagree (first: {first}; second: "
+                    f"{decision.label.lower()}): staff decide.",
+                )
+            ],
+        )
+    if case.review_round == 1 and sampled(settings.DOUBLE_REVIEW_RATE):
+        return _Outcome(
+            {
+                "state": ReviewCase.State.PENDING,
+                "review_round": 2,
+                "first_decision": decision,
+                "first_decided_by": user,
+            },
+            [
+                (
+                    ReviewEvent.Kind.SECOND_REVIEW,
+                    "Sampled for a second, independent review: a different moderator decides "
+                    "again without seeing this decision.",
+                )
+            ],
+        )
+    return _Outcome(final)
+
+
 def _each_case(
     cases: Iterable[ReviewCase], action: Callable[[ReviewCase], ReviewCase]
 ) -> BulkResult:
@@ -305,7 +366,7 @@ def _each_case(
     return result
 
 
-def _snapshot(submission: Submission) -> dict[str, Any]:
+def _snapshot(submission: Submission, kind: ReviewCase.Kind) -> dict[str, Any]:
     face_count = submission.faces.count()
     # Faces too poor to judge are shown but add nothing to the urgency.
     judged_faces = submission.faces.filter(quality=Face.Quality.OK).count()
@@ -322,6 +383,9 @@ def _snapshot(submission: Submission) -> dict[str, Any]:
         + min(_FACE_WEIGHT * max(judged_faces - 1, 0), _FACE_CAP)
         + min(_RECORD_WEIGHT * confirmed_fakes, _RECORD_CAP)
     )
+    if kind == ReviewCase.Kind.QA:
+        # Quality checks come after every case the model flagged.
+        priority = 0
     return {
         "verdict": submission.verdict,
         "fake_probability": fake_probability,

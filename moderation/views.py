@@ -30,6 +30,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from deepfake_site.http import SignedInRequest
 from moderation import rules, selectors, services
+from moderation.charts import bar_chart, line_chart
 from moderation.forms import (
     BulkDecisionForm,
     DecisionForm,
@@ -236,10 +237,32 @@ def decision_log_csv(request: SignedInRequest) -> HttpResponse | StreamingHttpRe
 def metrics(request: SignedInRequest) -> HttpResponse:
     requested = request.GET.get("days", "")
     days = int(requested) if requested in {str(window) for window in METRICS_WINDOWS} else 30
+    figures = moderation_metrics(days=days)
+    labels = [row.day.isoformat() for row in figures.queue_days]
     return render(
         request,
         "moderation/metrics.html",
-        {"metrics": moderation_metrics(days=days), "windows": METRICS_WINDOWS},
+        {
+            "metrics": figures,
+            "windows": METRICS_WINDOWS,
+            "charts": {
+                "decisions": bar_chart(
+                    labels,
+                    [row.decisions for row in figures.queue_days],
+                    title="Decisions per day",
+                ),
+                "pending": line_chart(
+                    labels,
+                    [row.pending for row in figures.queue_days],
+                    title="Cases awaiting a decision at the end of each day",
+                ),
+                "oldest": line_chart(
+                    labels,
+                    [row.oldest_hours for row in figures.queue_days],
+                    title="Age in hours of the oldest waiting case at the end of each day",
+                ),
+            },
+        },
     )
 
 

@@ -50,3 +50,12 @@ def duration(value: timedelta | None) -> str:
     if minutes:
         return f"{minutes} min"
     return f"{seconds} s"
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    """A share as a whole percentage ('12 %'), with a decimal under 10 % ('2.5 %')."""
+    if value is None:
+        return "-"
+    shown = 100 * value
+    return f"{shown:.1f} %" if 0 < shown < 10 else f"{shown:.0f} %"

@@ -15,6 +15,11 @@ from django.core.management.base import CommandError
 from PIL import Image
 
 from detection.ml.card import read_card
+from detection.models import Submission
+from moderation import services
+from moderation.models import ReviewCase
+from moderation.tests.factories import ModeratorFactory, SubmissionFactory
+from moderation.tests.test_export_decisions import decided_photos
 from workbench import evaluation
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -202,3 +207,34 @@ def test_evaluate_detector_records_its_numbers_in_the_model_card(
             plots=tmp_path,
             stdout=io.StringIO(),
         )
+
+
+@pytest.mark.django_db
+def test_evaluate_detector_measures_the_model_on_exported_decisions(
+    demo_checkpoint: Path, tmp_path: Path
+) -> None:
+    moderator = ModeratorFactory.create()
+
+    def make_case(*, faces: int, fake_probability: float) -> ReviewCase:
+        submission = SubmissionFactory.create(fake_probability=fake_probability)
+        case = services.review_case_open(submission=submission)
+        assert case is not None
+        return case
+
+    decided_photos(make_case, moderator)
+    call_command("export_decisions", output=tmp_path / "export", stdout=io.StringIO())
+    stdout = io.StringIO()
+    call_command(
+        "evaluate_detector",
+        labels=tmp_path / "export" / "labels.csv",
+        checkpoint=demo_checkpoint,
+        json=True,
+        plots=tmp_path / "plots",
+        stdout=stdout,
+    )
+    report = json.loads(stdout.getvalue())
+    assert (report["images"], report["scored"], report["errors"]) == (2, 2, 0)
+    assert report["metrics"]["fakes"] == 1 and report["metrics"]["reals"] == 1
+    assert report["per_source"]["moderation-flagged"]["count"] == 2
+    assert all(0 <= item["fake_probability"] <= 1 for item in report["items"])
+    assert Submission.objects.count() == 3, "evaluating reads; it stores nothing"

@@ -21,10 +21,14 @@ class LabelledImage:
     path: Path
     label: int  # 1 fake, 0 real
     source: str
+    # A face set's entry (`file` under faces/, e.g. what export_decisions writes) is a face
+    # crop the pipeline already cut: it is scored as it is, without detection.
+    face_crop: bool = False
 
 
 def read_labelled_images(labels_file: Path) -> list[LabelledImage]:
-    """A CSV with columns path,label[,source] or a JSON list of such objects.
+    """A CSV with columns path,label[,source] or a JSON list of such objects, or a face
+    set's labels.csv (file,label[,group,source], crops under faces/ beside it).
 
     Relative paths are relative to the labels file; labels are fake/real or 1/0.
     """
@@ -43,6 +47,9 @@ def read_labelled_images(labels_file: Path) -> list[LabelledImage]:
         entries = list(csv.DictReader(text.splitlines()))
     images = []
     for number, entry in enumerate(entries, start=1):
+        face_crop = "file" in entry and "path" not in entry
+        if face_crop:
+            entry = {**entry, "path": Path("faces") / str(entry["file"])}
         if "path" not in entry or "label" not in entry:
             raise CommandError(f"{labels_file}, entry {number}: needs 'path' and 'label'")
         label = _LABEL_VALUES.get(str(entry["label"]).strip().lower())
@@ -56,6 +63,7 @@ def read_labelled_images(labels_file: Path) -> list[LabelledImage]:
                 path=path if path.is_absolute() else labels_file.parent / path,
                 label=label,
                 source=str(entry.get("source") or "all"),
+                face_crop=face_crop,
             )
         )
     if not images:
@@ -116,7 +124,11 @@ class Command(BaseCommand):
                 "source": image.source,
             }
             try:
-                result = analyzer.analyze(image.path)
+                result = (
+                    _scored_crop(analyzer, image.path)
+                    if image.face_crop
+                    else analyzer.analyze(image.path)
+                )
             except UnreadableImageError as exc:
                 item.update(status="error", verdict=None, fake_probability=None, error=str(exc))
             else:
@@ -216,6 +228,32 @@ class Command(BaseCommand):
                 f"{_cell(found['brier']):>6}"
             )
         self.stdout.write(f"plots: {report['plots']['roc']}, {report['plots']['reliability']}")
+
+
+def _scored_crop(analyzer: Any, path: Path) -> Any:
+    """A face crop through the classifier alone, as a one-face result of the pipeline."""
+    import numpy as np
+    import torch
+
+    from detection.ml.faces import CROP_SIZE
+    from detection.ml.images import load_rgb_image
+    from detection.ml.pipeline import verdict_for
+
+    crop = load_rgb_image(path).resize((CROP_SIZE, CROP_SIZE))
+    pixels = torch.from_numpy(np.asarray(crop, dtype=np.float32)).permute(2, 0, 1)[None]
+    probability = float(analyzer.classifier.classify(pixels).probabilities[0])
+    return _CropResult(
+        status="ok",
+        verdict=verdict_for(probability, analyzer.model),
+        fake_probability=probability,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _CropResult:
+    status: str
+    verdict: str
+    fake_probability: float
 
 
 def _cell(value: float | None) -> str:
