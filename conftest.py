@@ -320,7 +320,11 @@ def start_gunicorn() -> Iterator[Callable[[dict[str, str]], str]]:
     yield start
     for server in servers:
         server.terminate()
-        server.wait(10)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
 
 
 @pytest.fixture(scope="session")

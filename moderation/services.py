@@ -146,17 +146,19 @@ def review_case_claim_next(*, user: User) -> ReviewCase | None:
     )
     if connection.features.has_select_for_update_skip_locked:
         return _claim_skip_locked(unclaimed, user=user, now=now)
-    return _claim_conditional(unclaimed, user=user, now=now)
+    return _claim_conditional(unclaimed, states=states, user=user, now=now)
 
 
 def review_case_claim(*, case: ReviewCase, user: User) -> ReviewCase:
     """Claim one chosen case (from the queue); renewing one's own lease writes no event."""
     now = timezone.now()
     review_case_expire_leases(now=now)
+    if not ReviewCase.objects.filter(review_cases_open_to(user=user), pk=case.pk).exists():
+        raise _refused(case, user=user, decision=Decision.CONFIRM)
+    # Only the row's own columns here: a condition through a join would become a subquery,
+    # which PostgreSQL does not re-check when a concurrent claim commits first.
     claimable = ReviewCase.objects.filter(
-        review_cases_open_to(user=user),
-        pk=case.pk,
-        state__in=review_case_states_claimable(user=user),
+        pk=case.pk, state__in=review_case_states_claimable(user=user)
     )
     with transaction.atomic():
         renewed = claimable.filter(claimed_by=user).update(lease_expires_at=_lease_end(now))
@@ -214,9 +216,10 @@ def review_case_decide(
         if problem:
             raise ValidationError(problem, code="note_required")
         outcome = _decision_outcome(current, user=user, decision=decision, now=now)
+        # Who may act was checked on the locked row above; the update repeats only the row's
+        # own conditions (a join would turn into a subquery PostgreSQL does not re-check).
         updated = (
             ReviewCase.objects.filter(
-                review_cases_open_to(user=user),
                 pk=case.pk,
                 state__in=review_case_states_actionable(user=user, decision=decision),
             )
@@ -417,7 +420,7 @@ def _claim_skip_locked(
 
 
 def _claim_conditional(
-    unclaimed: QuerySet[ReviewCase], *, user: User, now: datetime
+    unclaimed: QuerySet[ReviewCase], *, states: tuple[str, ...], user: User, now: datetime
 ) -> ReviewCase | None:
     # Without SKIP LOCKED (SQLite): the UPDATE only matches a still-unclaimed row, so of two
     # callers that picked the same candidate exactly one changes it; the other moves on.
@@ -428,9 +431,10 @@ def _claim_conditional(
             return None
         for case_id in candidates:
             with transaction.atomic():
-                claimed = unclaimed.filter(pk=case_id).update(
-                    claimed_by=user, lease_expires_at=_lease_end(now)
-                )
+                # The row's own columns only (see review_case_claim).
+                claimed = ReviewCase.objects.filter(
+                    pk=case_id, state__in=states, claimed_by__isnull=True
+                ).update(claimed_by=user, lease_expires_at=_lease_end(now))
                 if claimed:
                     ReviewEvent.objects.create(
                         case_id=case_id, kind=ReviewEvent.Kind.CLAIMED, actor=user, created_at=now

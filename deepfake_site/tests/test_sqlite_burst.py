@@ -145,6 +145,8 @@ def test_a_burst_of_uploads_on_sqlite_never_fails_an_attempt(
         "CELERY_BROKER_DIR": str(tmp_path / "broker"),
         "CACHE_URL": "locmemcache://",
         "RATELIMIT_ENABLE": "false",
+        # One account sends the whole burst.
+        "UPLOAD_MAX_IN_FLIGHT": str(BURST),
         "DEEPFAKE_CHECKPOINT": str(demo_checkpoint),
         "TORCH_NUM_THREADS": "1",
         "SECRET_KEY": "burst-test-key",

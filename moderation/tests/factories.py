@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 import factory
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.core.files.base import ContentFile
 from django.utils import timezone
@@ -27,7 +28,7 @@ def png_file(
 
 def moderators_group() -> Group:
     """The group migration 0001 creates; rebuilt if a transactional test flushed it."""
-    group, _ = Group.objects.get_or_create(name="moderators")
+    group, _ = Group.objects.get_or_create(name=settings.MODERATORS_GROUP)
     app_label, codename = REVIEW_CASES.split(".")
     group.permissions.add(
         Permission.objects.get(content_type__app_label=app_label, codename=codename)
