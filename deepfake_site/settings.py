@@ -127,6 +127,8 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
 LANGUAGE_CODE = "en-us"
+# Dates as 2026-12-02 and 2026-12-02 14:05 on every page, whatever the locale's habit.
+FORMAT_MODULE_PATH = ["deepfake_site.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

@@ -47,7 +47,31 @@ def _face_image(face: Face, url_name: str, height: int = 96) -> SafeString:
     return _image_link(url, height=height)
 
 
-class FaceInline(admin.TabularInline):
+class ScoreColumns:
+    """Scores shown to three decimals, boxes as corners: not 16 digits and float lists."""
+
+    @admin.display(description="P(fake)", ordering="fake_probability")
+    def p_fake(self, row: Face | Submission) -> str:
+        return "-" if row.fake_probability is None else f"{row.fake_probability:.3f}"
+
+    @admin.display(description="Detection", ordering="detection_probability")
+    def p_detection(self, face: Face) -> str:
+        return f"{face.detection_probability:.3f}"
+
+    @admin.display(description="Box (x1, y1 to x2, y2)")
+    def box_corners(self, face: Face) -> str:
+        x1, y1, x2, y2 = face.box
+        return f"{x1:.0f}, {y1:.0f} to {x2:.0f}, {y2:.0f}"
+
+    @admin.display(description="Quality", ordering="quality")
+    def quality_shown(self, face: Face) -> str:
+        reasons = ", ".join(face.quality_reasons)
+        return (
+            f"{face.get_quality_display()} ({reasons})" if reasons else face.get_quality_display()
+        )
+
+
+class FaceInline(ScoreColumns, admin.TabularInline):
     model = Face
     extra = 0
     can_delete = False
@@ -56,9 +80,10 @@ class FaceInline(admin.TabularInline):
         "index",
         "crop_preview",
         "heatmap_preview",
-        "fake_probability",
-        "detection_probability",
-        "box",
+        "p_fake",
+        "quality_shown",
+        "p_detection",
+        "box_corners",
     )
     readonly_fields = fields
 
@@ -75,14 +100,14 @@ class FaceInline(admin.TabularInline):
 
 
 @admin.register(Submission)
-class SubmissionAdmin(admin.ModelAdmin):
+class SubmissionAdmin(ScoreColumns, admin.ModelAdmin):
     list_display = (
         "thumbnail_preview",
         "original_filename",
         "uploader",
         "status",
         "verdict",
-        "fake_probability",
+        "p_fake",
         "face_count",
         "review_state",
         "model_version",
@@ -115,7 +140,9 @@ class SubmissionAdmin(admin.ModelAdmin):
         "model_version",
         "model_trained",
         "verdict",
-        "fake_probability",
+        "p_fake",
+        "flag_threshold",
+        "uncertain_threshold",
         "timings_ms",
     )
 
@@ -179,16 +206,17 @@ class SubmissionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Face)
-class FaceAdmin(admin.ModelAdmin):
+class FaceAdmin(ScoreColumns, admin.ModelAdmin):
     list_display = (
         "crop_preview",
         "heatmap_preview",
         "submission_link",
         "index",
-        "fake_probability",
-        "detection_probability",
+        "p_fake",
+        "quality_shown",
+        "p_detection",
     )
-    list_filter = ("submission__verdict", "submission__model_version")
+    list_filter = ("quality", "submission__verdict", "submission__model_version")
     search_fields = ("submission__uploader__username", "=submission__sha256")
     list_select_related = ("submission",)
     fields = readonly_fields = (
@@ -196,15 +224,20 @@ class FaceAdmin(admin.ModelAdmin):
         "index",
         "crop_preview",
         "heatmap_preview",
-        "fake_probability",
-        "detection_probability",
-        "box",
+        "p_fake",
+        "quality_shown",
+        "p_detection",
+        "box_corners",
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Face | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Face | None = None) -> bool:
+        # Faces are the evidence behind a verdict and a decision: a re-run replaces them.
         return False
 
     @admin.display(description="Crop")

@@ -60,6 +60,9 @@ class Submission(models.Model):
 
     model_version = models.CharField(max_length=64, blank=True)
     model_trained = models.BooleanField(null=True)
+    # The thresholds the verdict was decided with, shown beside it.
+    flag_threshold = models.FloatField(null=True, blank=True)
+    uncertain_threshold = models.FloatField(null=True, blank=True)
     verdict = models.CharField(max_length=12, choices=Verdict.choices, blank=True, db_index=True)
     fake_probability = models.FloatField(null=True, blank=True)
     overlay = models.FileField(max_length=255, blank=True)

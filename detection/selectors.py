@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 
+from detection.ml.card import CardError, read_card
 from detection.models import Submission
 from moderation.rules import user_is_reviewer
 
@@ -73,3 +76,12 @@ def submission_queue_position(*, submission: Submission) -> int:
     return Submission.objects.filter(
         status=Submission.Status.QUEUED, queued_at__lt=submission.queued_at
     ).count()
+
+
+def model_caution() -> str | None:
+    """The running model's caution (see ModelCard.caution), from its card; None without one."""
+    try:
+        card = read_card(Path(settings.DEEPFAKE_CHECKPOINT))
+    except CardError:
+        return None
+    return card.caution() if card else None

@@ -368,6 +368,8 @@ def _store_result(*, submission_id: uuid.UUID, task_id: str, result: AnalysisRes
         submission.fake_probability = result.fake_probability
         submission.model_version = result.model.version
         submission.model_trained = result.model.trained
+        submission.flag_threshold = result.model.flag_threshold
+        submission.uncertain_threshold = result.model.uncertain_threshold
         submission.timings_ms = {key: round(value, 1) for key, value in result.timings_ms.items()}
         submission.failure_reason = ""
         submission.finished_at = timezone.now()

@@ -6,6 +6,7 @@ import functools
 import mimetypes
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from django.http import (
     JsonResponse,
 )
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_safe
 from knox.auth import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
@@ -206,10 +208,23 @@ def _upload_context(form: UploadForm, refusal: str = "") -> dict[str, object]:
     }
 
 
+# A first analysis running this long is most likely waiting for the model to load.
+_PREPARING_AFTER = timedelta(seconds=8)
+
+
 def _detail_context(submission: Submission) -> dict[str, object]:
+    faces = list(submission.faces.all()) if submission.is_final else []
+    running_for = (
+        timezone.now() - submission.started_at
+        if submission.status == Submission.Status.PROCESSING and submission.started_at
+        else None
+    )
     return {
         "submission": submission,
-        "faces": list(submission.faces.all()) if submission.is_final else [],
+        "faces": faces,
+        "low_quality_faces": sum(face.quality == Face.Quality.LOW for face in faces),
+        "caution": selectors.model_caution() if faces else None,
+        "preparing_model": running_for is not None and running_for > _PREPARING_AFTER,
         "queue_position": selectors.submission_queue_position(submission=submission),
         "outcome": submission_outcome(submission=submission),
         "processing_seconds": (

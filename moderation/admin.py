@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from detection.admin import reopen_cases, thumbnail_html
+from detection.admin import ScoreColumns, reopen_cases, thumbnail_html
 from moderation.models import ReviewCase, ReviewEvent
 from moderation.rules import REVIEW_CASES
 
@@ -37,23 +37,21 @@ class ReviewEventInline(admin.TabularInline):
 
 
 @admin.register(ReviewCase)
-class ReviewCaseAdmin(admin.ModelAdmin):
+class ReviewCaseAdmin(ScoreColumns, admin.ModelAdmin):
     list_display = (
         "thumbnail_preview",
         "submission_link",
         "uploader",
         "state",
+        "kind",
         "verdict",
-        "fake_probability",
-        "face_count",
+        "p_fake",
         "priority",
         "opened_at",
-        "claimed_by",
         "decided_by",
-        "decided_at",
     )
     list_display_links = ("thumbnail_preview",)
-    list_filter = ("state", "verdict", "opened_at", "decided_at")
+    list_filter = ("state", "kind", "verdict", "opened_at", "decided_at")
     search_fields = ("submission__uploader__username", "=submission__sha256")
     list_select_related = ("submission__uploader", "claimed_by", "decided_by")
     date_hierarchy = "opened_at"
@@ -65,8 +63,9 @@ class ReviewCaseAdmin(admin.ModelAdmin):
         "submission_link",
         "uploader",
         "state",
+        "kind",
         "verdict",
-        "fake_probability",
+        "p_fake",
         "face_count",
         "priority",
         "opened_at",

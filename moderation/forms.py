@@ -23,6 +23,14 @@ from moderation.selectors import (
 VERDICT_CHOICES = [("", "Any verdict"), *Submission.Verdict.choices]
 
 
+# A text field, not type="date": a browser shows a date field in its locale's order
+# (mm/dd/yyyy in en-US), while every page writes dates as YYYY-MM-DD.
+ISO_DATE = forms.DateInput(
+    format="%Y-%m-%d",
+    attrs={"placeholder": "YYYY-MM-DD", "pattern": r"\d{4}-\d{2}-\d{2}", "inputmode": "numeric"},
+)
+
+
 def _note_field() -> forms.CharField:
     return forms.CharField(
         required=False,
@@ -132,8 +140,8 @@ class BulkDecisionForm(forms.Form):
 
 
 class DecisionLogFilterForm(forms.Form):
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    since = forms.DateField(required=False, widget=ISO_DATE)
+    until = forms.DateField(required=False, widget=ISO_DATE)
     moderator = forms.ModelChoiceField(
         queryset=User.objects.none(),
         required=False,

@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from functools import wraps
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -21,6 +24,7 @@ from django.http import (
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseBase,
+    QueryDict,
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
@@ -29,6 +33,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from deepfake_site.http import SignedInRequest
+from detection.selectors import model_caution
 from moderation import rules, selectors, services
 from moderation.charts import bar_chart, line_chart
 from moderation.forms import (
@@ -40,6 +45,7 @@ from moderation.forms import (
 )
 from moderation.metrics import moderation_metrics
 from moderation.models import Decision, ReviewCase, ReviewEvent
+from moderation.templatetags.moderation_extras import state_badge
 
 PAGE_SIZE = 25
 LOG_PAGE_SIZE = 50
@@ -91,12 +97,18 @@ def queue(request: SignedInRequest) -> HttpResponse:
     cases = selectors.review_case_queue(filters=form.filters(), user=request.user, now=now)
     page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
     filters_query = form.querystring()
+    # Cases ticked before a bulk decision that was refused stay ticked.
+    selected = set(request.GET.getlist("selected"))
     return render(
         request,
         "moderation/queue.html",
         {
             "form": form,
             "page": page,
+            "rows": [
+                _queue_row(case, user=request.user, now=now, selected=str(case.pk) in selected)
+                for case in page.object_list
+            ],
             "counts": selectors.review_case_counts(now=now),
             "filters_query": filters_query,
             "bulk_form": BulkDecisionForm(initial={"filters": filters_query}),
@@ -180,7 +192,13 @@ def bulk_decide(request: SignedInRequest) -> HttpResponse:
         for errors in form.errors.values():
             for error in errors:
                 messages.error(request, str(error))
-        return _redirect_to_queue(QueueFilterForm(request.GET).querystring())
+        # Back to the same view with the same cases ticked, ready for a second try.
+        filters = QueueFilterForm(QueryDict(request.POST.get("filters", ""))).querystring()
+        selected = QueryDict(mutable=True)
+        selected.setlist("selected", request.POST.getlist("cases"))
+        return _redirect_to_queue(
+            "&".join(part for part in (filters, selected.urlencode()) if part)
+        )
     decision = Decision(form.cleaned_data["decision"])
     result = services.review_case_decide_bulk(
         cases=form.cleaned_data["cases"],
@@ -318,6 +336,34 @@ def _spreadsheet_safe(text: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class QueueRow:
+    case: ReviewCase
+    refusal: str | None  # why this moderator cannot decide it (its box cannot be ticked)
+    selected: bool
+    in_review: bool
+    state_label: str
+    state_badge: str
+
+
+def _queue_row(case: ReviewCase, *, user: User, now: datetime, selected: bool) -> QueueRow:
+    in_review = case.is_open and case.lease_active(now)
+    if case.awaiting_second_review:
+        label, badge = "Second review", "pending"
+    elif in_review and case.state == ReviewCase.State.PENDING:
+        label, badge = "In review", "pending"
+    else:
+        label, badge = case.get_state_display(), state_badge(case.state)
+    return QueueRow(
+        case=case,
+        refusal=rules.review_case_refusal(case=case, user=user, decision=Decision.CONFIRM, now=now),
+        selected=selected,
+        in_review=in_review,
+        state_label=label,
+        state_badge=badge,
+    )
+
+
 def _open_next_case(request: SignedInRequest) -> HttpResponse:
     case = services.review_case_claim_next(user=request.user)
     if case is None:
@@ -372,6 +418,7 @@ def _render_case(
             "other_submissions": selectors.uploader_other_submissions(case=case),
             "same_image": selectors.review_case_same_image_decisions(case=case),
             "events": selectors.review_case_events(case=case),
+            "caution": model_caution(),
             "shortcuts": CASE_SHORTCUTS,
         },
         status=status,

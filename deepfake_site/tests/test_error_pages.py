@@ -205,3 +205,9 @@ def test_make_run_serves_pages_error_pages_and_static_files_with_debug_off(
             "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
         ):
             assert fetch(port, path)[0] == 200, path
+
+
+def test_the_favicon_is_found(client: Client) -> None:
+    response = client.get("/favicon.ico", follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain and response.redirect_chain[0][0].endswith("favicon.ico")

@@ -23,6 +23,8 @@ CARD_FORMAT = 2
 DEFAULT_INPUT_SIZE = 256
 # Below this the network's last feature map vanishes.
 MIN_INPUT_SIZE = 75
+# Below this ROC AUC outside the training data, every score carries the card's caution.
+WEAK_AUC = 0.8
 # The plots stored beside a checkpoint, which the model card page serves.
 PLOT_KINDS = ("roc", "reliability", "training")
 
@@ -72,6 +74,24 @@ class ModelCard:
     # Plain sentences for moderators: what the model catches, and what it misses.
     summary: list[str] = field(default_factory=list)
     limitations: list[str] = field(default_factory=list)
+
+    def caution(self) -> str | None:
+        """A short warning to show beside every score when the card's own measurements on
+        data unlike the training data are weak; None when they are not (or there are none)."""
+        weak = [
+            (float(evaluation.metrics["auc"]), evaluation.title)
+            for evaluation in self.evaluations.values()
+            if not evaluation.in_domain
+            and _is_number(evaluation.metrics.get("auc"))
+            and evaluation.metrics["auc"] < WEAK_AUC
+        ]
+        if not weak:
+            return None
+        measured = "; ".join(f"AUC {auc:.2f} on {title}" for auc, title in sorted(weak)[:2])
+        return (
+            f"Weak on data unlike its training data ({measured}; 0.5 is chance): "
+            "treat the score as a reason to look, not as a finding."
+        )
 
     def with_evaluation(self, key: str, evaluation: Evaluation) -> ModelCard:
         return replace(self, evaluations={**self.evaluations, key: evaluation})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -14,6 +16,7 @@ from django.urls import reverse
 from PIL import Image
 
 from deepfake_site.services import api_token_rotate
+from detection.ml.card import Evaluation, ModelCard, write_card
 from detection.models import Submission
 from detection.tests.factories import SubmissionFactory, UserFactory, make_analysed
 
@@ -122,7 +125,8 @@ def test_finished_analysis_shows_faces_heatmaps_bars_and_the_untrained_warning(
     assert "Likely manipulated" in page
     assert reverse("detection:face-heatmap", args=[submission.id, 2]) in page
     assert reverse("detection:submission-overlay", args=[submission.id]) in page
-    assert "P(real) <strong>0.880</strong>" in page
+    assert "P(fake) <strong>0.120</strong>" in page
+    assert "P(real)" not in page, "one score, P(fake), everywhere"
     assert "Untrained model" in page
     assert "hx-trigger" not in page, "a final result stops polling"
 
@@ -252,3 +256,74 @@ def test_api_token_page_creates_then_rotates_the_token(owner_client: Client) -> 
         Client(HTTP_AUTHORIZATION=f"Token {first}").get(reverse("api:submission-list")).status_code
         == 401
     )
+
+
+@pytest.fixture
+def model_card_with(settings: Any, tmp_path: Path) -> Callable[[float], None]:
+    """Make the running model's card report this AUC on data unlike its training data."""
+
+    def write(auc: float) -> None:
+        checkpoint = tmp_path / "model.pth"
+        checkpoint.write_bytes(b"weights")
+        card = ModelCard(
+            name="test-model",
+            trained=True,
+            evaluations={
+                "frames": Evaluation(
+                    title="FaceForensics++ video frames", metrics={"auc": auc}, in_domain=False
+                )
+            },
+        )
+        write_card(checkpoint, card)
+        settings.DEEPFAKE_CHECKPOINT = str(checkpoint)
+
+    return write
+
+
+def test_result_words_say_what_the_model_can_and_cannot_tell(
+    owner_client: Client, model_card_with: Callable[[float], None]
+) -> None:
+    model_card_with(0.62)
+    submission = make_analysed(
+        SubmissionFactory.create(uploader=User.objects.get(username="owner")),
+        fake_probabilities=(0.2,),
+        verdict="real",
+        flag_threshold=0.81,
+        uncertain_threshold=0.66,
+    )
+    page = owner_client.get(reverse("detection:submission-detail", args=[submission.id]))
+    text = page.content.decode()
+    assert "No manipulation found" in text and "authentic" not in text.lower().replace(
+        "not that the photo is authentic", ""
+    )
+    assert "likely manipulated at P(fake) ≥ 0.81, uncertain at ≥ 0.66" in text
+    assert "AUC 0.62 on FaceForensics++ video frames" in text, "the card's own weakness is shown"
+
+
+def test_no_caution_when_the_card_measures_the_model_well(
+    owner_client: Client, model_card_with: Callable[[float], None]
+) -> None:
+    model_card_with(0.93)
+    submission = make_analysed(
+        SubmissionFactory.create(uploader=User.objects.get(username="owner")),
+        fake_probabilities=(0.2,),
+        verdict="real",
+    )
+    page = owner_client.get(reverse("detection:submission-detail", args=[submission.id]))
+    assert 'id="model-caution"' not in page.content.decode()
+
+
+def test_a_face_too_poor_to_judge_says_so_and_why(owner_client: Client) -> None:
+    submission = make_analysed(
+        SubmissionFactory.create(uploader=User.objects.get(username="owner")),
+        fake_probabilities=(0.97,),
+        verdict="inconclusive",
+    )
+    submission.faces.update(quality="low", quality_reasons=["too_small", "blurry"], size_px=31)
+    Submission.objects.filter(id=submission.id).update(fake_probability=None)
+    page = owner_client.get(reverse("detection:submission-detail", args=[submission.id]))
+    text = page.content.decode()
+    assert "Verdict: <span" in text and "Inconclusive" in text
+    assert "Too poor to judge" in text
+    assert "Not used for the verdict: too small, blurred." in text
+    assert "31 px wide" in text

@@ -145,3 +145,28 @@ def test_face_list_shows_crops_and_searches_by_uploader_and_sha256(
         response = admin_client_for.get(url, {"q": query})
         found = {face.submission_id for face in response.context["cl"].result_list}
         assert found == {expected.submission_id}
+
+
+def test_scores_and_boxes_are_readable_and_faces_cannot_be_deleted(
+    admin_client_for: Client, make_case: Callable[..., ReviewCase]
+) -> None:
+    case = make_case(faces=1, fake_probability=0.912345678901234)
+    face = case.submission.faces.get()
+    Face = type(face)
+    Face.objects.filter(pk=face.pk).update(
+        fake_probability=0.912345678901234, box_x1=10.123456, box_y2=99.987654321
+    )
+    lists = [
+        reverse("admin:detection_face_changelist"),
+        reverse("admin:detection_submission_changelist"),
+        reverse("admin:moderation_reviewcase_changelist"),
+        reverse("admin:detection_submission_change", args=[case.submission_id]),
+    ]
+    for url in lists:
+        html = admin_client_for.get(url).content.decode()
+        assert "0.912" in html and "0.91234" not in html, url
+    face_page = admin_client_for.get(reverse("admin:detection_face_change", args=[face.pk]))
+    assert "10, " in face_page.content.decode() and "99.987" not in face_page.content.decode()
+    delete = reverse("admin:detection_face_delete", args=[face.pk])
+    assert admin_client_for.post(delete, {"post": "yes"}).status_code == 403
+    assert Face.objects.filter(pk=face.pk).exists()

@@ -18,7 +18,11 @@
     return document.querySelector("#decision-form textarea[name=note]");
   }
 
-  // Images start blurred: a moderator chooses when to look at possibly abusive content.
+  // Images start blurred: a moderator chooses when to look at possibly abusive content,
+  // and the choice is remembered for that moderator from case to case.
+  var blurScope = document.querySelector("[data-blur-scope]");
+  var blurKey = blurScope ? "faceproof-blur:" + blurScope.dataset.blurOwner : "";
+
   function toggleBlur() {
     var scopes = document.querySelectorAll("[data-blur-scope]");
     var blurred = false;
@@ -29,11 +33,21 @@
       button.setAttribute("aria-pressed", blurred ? "true" : "false");
       button.firstChild.textContent = blurred ? "Show images " : "Blur images ";
     });
+    try {
+      window.localStorage.setItem(blurKey, blurred ? "blurred" : "shown");
+    } catch (error) {
+      // Private browsing without storage: the toggle still works, it is just not kept.
+    }
   }
 
   document.querySelectorAll("[data-blur-toggle]").forEach(function (button) {
     button.addEventListener("click", toggleBlur);
   });
+  try {
+    if (blurScope && window.localStorage.getItem(blurKey) === "shown") toggleBlur();
+  } catch (error) {
+    // As above: no storage, images start blurred.
+  }
 
   // A decision against the model's verdict needs a note: say so before the round trip.
   // The server checks it again.

@@ -100,7 +100,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
 
     evaluations = {
         DFDC_VALIDATION: Evaluation(
-            title="DFDC validation faces (held-out source videos)",
+            title="DFDC validation faces",
             metrics=evaluation.metrics(
                 validation_p, validation_labels, threshold=thresholds.flag
             ).as_dict(),
@@ -111,7 +111,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
             ),
         ),
         UTKFACE_PHOTOS: Evaluation(
-            title="Ordinary photos of real people (held-out UTKFace)",
+            title="ordinary photos of real people (UTKFace)",
             metrics=_flagged_shares(photos_test_p, thresholds),
             note=(
                 f"{len(photos_test_p)} UTKFace photos never trained on and not used for the "
@@ -128,7 +128,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         gan_p = calibrated(score(gan_cache, list(range(len(gan_faces)))), temperature)
         gan_labels = np.array([face.label for face in gan_faces], dtype=np.float64)
         evaluations[GAN_FACES] = Evaluation(
-            title="Whole-face GAN images (out of scope)",
+            title="whole-face GAN images (out of scope)",
             metrics=evaluation.metrics(gan_p, gan_labels, threshold=thresholds.flag).as_dict(),
             note=(
                 "StyleGAN faces against CelebA-HQ photos: a different manipulation from face "
@@ -163,7 +163,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         card = card.with_evaluation(
             SAMPLE_FRAMES,
             Evaluation(
-                title="FaceForensics++ video frames (another source of face swaps)",
+                title="FaceForensics++ video frames",
                 metrics={
                     **evaluation.metrics(
                         frames_p, frames_labels, threshold=thresholds.flag
