@@ -160,12 +160,16 @@ def test_uploader_signs_up_uploads_and_a_moderator_confirms_the_case(
     page.evaluate("window.stillTheSamePage = true")
     expect(page.locator("#face-2")).to_be_visible(timeout=120_000)
     assert page.evaluate("window.stillTheSamePage") is True
-    expect(page.locator("#face-1 img")).to_have_count(2)
+    expect(page.locator("#face-1 img")).to_have_count(3)  # crop, and heatmap over crop
     for image in page.locator(".face img, #overlay-image").all():
         expect(image).to_have_js_property("complete", True)
         assert image.evaluate("img => img.naturalWidth") > 0
     expect(page.locator("#face-1")).to_contain_text("P(fake)")
-    expect(page.locator("#face-1")).to_contain_text("P(real)")
+    expect(page.locator("#face-1")).not_to_contain_text("P(real)")
+    expect(page.locator("#verdict")).to_have_text("Likely manipulated")
+    # The heatmap's opacity slider fades it over the crop.
+    page.locator("#face-1 .heat-opacity").fill("30")
+    assert page.locator("#face-1 .heat-layer").evaluate("img => img.style.opacity") == "0.3"
     expect(page.locator("text=Untrained model")).to_be_visible()
     keep_for_docs(uploader.shot("result"), "submission-result.png")
 
@@ -195,7 +199,13 @@ def test_uploader_signs_up_uploads_and_a_moderator_confirms_the_case(
     page.keyboard.press("c")
     page.wait_for_url(lambda url: url != first_case_url and CASE_URL.search(url) is not None)
     expect(page.locator("body")).to_contain_text("second-uploader")
+    # The moderator chose to see the images on the first case; the next one remembers it.
+    expect(page.locator("[data-blur-scope]")).not_to_have_class(re.compile(r"\bblurred\b"))
     moderator.shot("next-case")
+    page = moderator.open("/moderation/metrics/")
+    expect(page.locator("svg.chart").first).to_be_visible()
+    expect(page.locator("#estimate-false-positive")).to_contain_text("decided case")
+    keep_for_docs(moderator.shot("metrics"), "moderation-metrics.png")
 
     page = uploader.open(result_url.removeprefix(live_server.url))
     expect(page.locator("#moderation-outcome")).to_have_text("confirmed manipulated")
@@ -261,4 +271,50 @@ def test_api_docs_and_admin_work_under_the_content_security_policy(
     page = journey.open("/admin/auth/user/add/")
     expect(page.locator("#id_username")).to_be_visible()
     journey.shot("admin")
+    assert_no_csp_violations(journey)
+
+
+def test_wording_quality_labels_and_the_narrow_layout(browser: Browser, live_server: Any) -> None:
+    owner = make_user("owner")
+    clean = make_analysed(
+        SubmissionFactory.create(uploader=owner, original_filename="holiday.jpg"),
+        fake_probabilities=(0.12, 0.97),
+        verdict="real",
+        fake_probability=0.12,
+        flag_threshold=0.81,
+        uncertain_threshold=0.66,
+    )
+    # Face 2 is tiny and blurred: shown, scored, and not used for the verdict.
+    clean.faces.filter(index=2).update(
+        quality="low", quality_reasons=["too_small", "blurry"], size_px=31
+    )
+    journey = Journey(browser, live_server.url, "wording")
+    journey.log_in("owner")
+    page = journey.open(f"/submissions/{clean.id}/")
+    expect(page.locator("#verdict")).to_have_text("No manipulation found")
+    expect(page.locator("#thresholds")).to_contain_text("P(fake) ≥ 0.81")
+    expect(page.locator("#face-2")).to_contain_text("Too poor to judge")
+    expect(page.locator("#face-2")).to_contain_text("Not used for the verdict: too small, blurred")
+    expect(page.locator("body")).not_to_contain_text("Likely authentic")
+    journey.shot("result-wording")
+
+    narrow_pages = {
+        f"/submissions/{clean.id}/": ("#verdict", "#face-1 strong"),
+        "/submissions/": ("#submission-table td[data-label='Verdict']",),
+    }
+    for number, (path, selectors) in enumerate(narrow_pages.items()):
+        narrow = browser.new_context(viewport={"width": 390, "height": 844})
+        phone = narrow.new_page()
+        phone.goto(live_server.url + "/accounts/login/")
+        phone.fill("#id_username", "owner")
+        phone.fill("#id_password", PASSWORD)
+        phone.click("button[type=submit]")
+        phone.goto(live_server.url + path)
+        # Nothing runs off the right edge: verdict and P(fake) stay on screen.
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390, path
+        for selector in selectors:
+            box = phone.locator(selector).first.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 390, (path, selector)
+        phone.screenshot(path=str(screenshot_folder() / f"narrow-{number}.png"), full_page=True)
+        narrow.close()
     assert_no_csp_violations(journey)
