@@ -161,6 +161,13 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
                 "version": serializers.CharField(),
                 "trained": serializers.BooleanField(allow_null=True),
                 "warning": serializers.CharField(allow_null=True),
+                "caution": serializers.CharField(
+                    allow_null=True,
+                    help_text="Where the model card measures the model as weak on data unlike "
+                    "its training data: a short notice to show beside every score.",
+                ),
+                "flag_threshold": serializers.FloatField(allow_null=True),
+                "uncertain_threshold": serializers.FloatField(allow_null=True),
             },
             allow_null=True,
         )
@@ -171,6 +178,9 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
         return {
             "version": submission.model_version,
             "trained": submission.model_trained,
+            "caution": selectors.model_caution(),
+            "flag_threshold": submission.flag_threshold,
+            "uncertain_threshold": submission.uncertain_threshold,
             "warning": (
                 None
                 if submission.model_trained

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 
-from detection.ml.card import CardError, read_card
+from detection.ml.card import CardError, card_path, read_card
 from detection.models import Submission
 from moderation.rules import user_is_reviewer
 
@@ -80,8 +81,19 @@ def submission_queue_position(*, submission: Submission) -> int:
 
 def model_caution() -> str | None:
     """The running model's caution (see ModelCard.caution), from its card; None without one."""
+    checkpoint = Path(settings.DEEPFAKE_CHECKPOINT)
     try:
-        card = read_card(Path(settings.DEEPFAKE_CHECKPOINT))
+        changed = card_path(checkpoint).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _caution_of(checkpoint, changed)
+
+
+@functools.lru_cache(maxsize=4)
+def _caution_of(checkpoint: Path, _card_changed: int) -> str | None:
+    # Keyed on the card's change time: a list of many submissions reads the card once.
+    try:
+        card = read_card(checkpoint)
     except CardError:
         return None
     return card.caution() if card else None

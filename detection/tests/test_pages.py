@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -13,6 +14,7 @@ from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
 from deepfake_site.services import api_token_rotate
@@ -327,3 +329,13 @@ def test_a_face_too_poor_to_judge_says_so_and_why(owner_client: Client) -> None:
     assert "Too poor to judge" in text
     assert "Not used for the verdict: too small, blurred." in text
     assert "31 px wide" in text
+
+
+def test_a_long_first_analysis_says_the_model_is_being_prepared(owner_client: Client) -> None:
+    owner = User.objects.get(username="owner")
+    started = timezone.now() - timedelta(seconds=20)
+    slow = SubmissionFactory.create(uploader=owner, status="processing", started_at=started)
+    quick = SubmissionFactory.create(uploader=owner, status="processing", started_at=timezone.now())
+    status = "detection:submission-status"
+    assert b"Preparing the model" in owner_client.get(reverse(status, args=[slow.id])).content
+    assert b"Preparing the model" not in owner_client.get(reverse(status, args=[quick.id])).content

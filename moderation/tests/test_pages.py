@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -235,3 +236,41 @@ def test_metrics_count_the_queue_and_the_decisions(
     }
     html = response.content.decode()
     assert "6 h 0 min" in html and "30 min" in html
+
+
+def test_cases_a_moderator_cannot_decide_cannot_be_ticked(
+    client: Client, make_case: Callable[..., ReviewCase], moderator: User, staff: User
+) -> None:
+    escalated = make_case(fake_probability=0.9)
+    services.review_case_decide(
+        case=escalated, user=moderator, decision=Decision.ESCALATE, note="unsure"
+    )
+    own = make_case(uploader=moderator, fake_probability=0.8)
+    free = make_case(fake_probability=0.7)
+    client.force_login(moderator)
+    html = client.get(reverse("moderation:queue")).content.decode()
+    for case, disabled in ((escalated, True), (own, True), (free, False)):
+        box = re.search(rf'<input type="checkbox" name="cases" value="{case.pk}"[^>]*>', html)
+        assert box is not None
+        assert ("disabled" in box.group(0)) is disabled, case
+    client.force_login(staff)
+    html = client.get(reverse("moderation:queue")).content.decode()
+    box = re.search(rf'<input type="checkbox" name="cases" value="{escalated.pk}"[^>]*>', html)
+    assert box is not None and "disabled" not in box.group(0), "staff decide escalations"
+
+
+def test_a_refused_bulk_decision_keeps_the_selection(
+    client: Client, make_case: Callable[..., ReviewCase], moderator: User
+) -> None:
+    first, second = make_case(fake_probability=0.9), make_case(fake_probability=0.8)
+    client.force_login(moderator)
+    response = client.post(
+        reverse("moderation:bulk-decide"),
+        {"cases": [str(first.pk), str(second.pk)], "decision": Decision.CLEAR, "note": ""},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "need a note" in html
+    for case in (first, second):
+        box = re.search(rf'<input type="checkbox" name="cases" value="{case.pk}"[^>]*>', html)
+        assert box is not None and "checked" in box.group(0)
