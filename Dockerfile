@@ -11,7 +11,10 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 COPY . .
 # collectstatic needs a key to import the settings; it is not used for anything else.
+# prepare_model exports the shipped classifier's ONNX graph into the image, so that no
+# container pays for it at its first analysis.
 RUN SECRET_KEY=build-only python manage.py collectstatic --noinput \
+    && SECRET_KEY=build-only python manage.py prepare_model \
     && mkdir -p /app/var/media /app/var/models && chown -R app:app /app/var
 USER app
 EXPOSE 8000

@@ -24,6 +24,7 @@ run: install .env
 	test -f "$$($(PY) manage.py shell --no-imports -c 'from django.conf import settings; print(settings.DEEPFAKE_CHECKPOINT)')" \
 		|| $(PY) manage.py make_demo_checkpoint
 	$(PY) manage.py create_demo_accounts
+	$(PY) manage.py prepare_model
 	@echo
 	@echo "  Faceproof is starting at http://127.0.0.1:$(PORT)/  (Ctrl-C stops web and worker)"
 	@echo

@@ -7,11 +7,12 @@ process, never when this module is imported.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
 from celery import Celery, Task, shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 from django.db import connections
 
@@ -77,3 +78,25 @@ def _live_workers(app: Celery) -> set[str] | None:
         logger.exception("cannot ping the other workers")
         return None
     return {name for answer in answers or [] for name in answer}
+
+
+@worker_process_init.connect
+def load_the_model(**_: Any) -> None:
+    """Each pool process loads the models when it starts, not in its first analysis.
+
+    After the fork, never before it: the parent must not hold torch state (CUDA is not
+    fork-safe). The ONNX graph is normally in the cache already (`manage.py prepare_model`);
+    if not, the first process to start exports it.
+    """
+    from detection.ml.pipeline import get_analyzer
+    from detection.pipeline_config import pipeline_config_from_settings
+
+    started = time.perf_counter()
+    try:
+        model = get_analyzer(pipeline_config_from_settings()).model
+    except Exception:  # a broken model must not stop the worker: each analysis reports it
+        logger.exception("cannot load the model at start; analyses will say why")
+        return
+    logger.info(
+        "model %s (%s) ready in %.1f s", model.name, model.version, time.perf_counter() - started
+    )

@@ -142,3 +142,14 @@ def test_fetch_model_from_a_local_source_keeps_its_model_card(
     _run("fetch_model", source=demo_checkpoint, output=target)
     card = read_card(target)
     assert card is not None and card.trained is False
+
+
+def test_prepare_model_exports_the_graph_before_any_analysis(
+    demo_checkpoint: Path, tmp_path: Path, settings: Any
+) -> None:
+    settings.DEEPFAKE_CHECKPOINT = str(demo_checkpoint)
+    settings.DEEPFAKE_RUNTIME = "onnxruntime"
+    settings.DEEPFAKE_MODEL_CACHE = str(tmp_path / "cache")
+    output = _run("prepare_model")
+    assert "ready in" in output
+    assert len(list((tmp_path / "cache").glob("classifier-*.onnx"))) == 1

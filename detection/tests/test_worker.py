@@ -166,3 +166,35 @@ def test_sweeper_re_enqueues_submissions_the_broker_lost(
     for submission_id in requeued:
         assert wait_for(submission_id, final).status == Submission.Status.DONE
     assert Submission.objects.get(id=fresh.id).status == Submission.Status.QUEUED
+
+
+def test_worker_processes_load_the_model_before_the_first_analysis(
+    client: Client,
+    start_worker: Callable[..., WorkerProcess],
+    demo_checkpoint: Path,
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "model-cache"
+    worker = start_worker(
+        queues="inference,celery",
+        env={
+            "DEEPFAKE_CHECKPOINT": str(demo_checkpoint),
+            "DEEPFAKE_RUNTIME": "onnxruntime",
+            "DEEPFAKE_MODEL_CACHE": str(cache),
+            "TORCH_NUM_THREADS": "1",
+        },
+    )
+    # Ready means the pool process has loaded the model and exported its graph already.
+    deadline = time.monotonic() + 90
+    while "ready in" not in worker.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "ready in" in worker.log()
+    assert list(cache.glob("classifier-*.onnx")), "the graph is exported at start"
+    exported_at_start = worker.log().count("exporting the classifier")
+
+    client.force_login(UserFactory.create(username="owner"))
+    submission = wait_for(upload_sample(client, "real_frame_1.jpg").id, final)
+    assert submission.status == Submission.Status.DONE
+    assert worker.log().count("exporting the classifier") == exported_at_start, (
+        "the first analysis did not wait for an export"
+    )
