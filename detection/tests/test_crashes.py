@@ -196,21 +196,17 @@ def settings_broker_is_redis() -> None:
     )
 
 
-def test_whole_worker_killed_mid_analysis_is_recovered_by_another_worker_at_its_start(
-    client: Client,
-    start_worker: Callable[..., WorkerProcess],
-    demo_checkpoint: Path,
-    settings_broker_is_redis: None,
-) -> None:
+def kill_the_whole_worker_mid_analysis(
+    client: Client, worker: WorkerProcess, frame: str
+) -> uuid.UUID:
+    """Upload a frame, wait for the worker to claim it, then SIGKILL the main process and
+    its pool child together, as an OOM kill of the container would: nobody is left to
+    reject the message, so Redis keeps it unacknowledged for the visibility timeout."""
     client.force_login(UserFactory.create(username="owner"))
-    # Claims go stale only after ten minutes: the sweeper is not what recovers this one.
-    env = worker_env(demo_checkpoint, ANALYSIS_STALE_AFTER_SECONDS="600")
-    worker = start_worker(queues="inference,celery", env=env)
-    with (TEST_FRAMES / "fake_frame_2.jpg").open("rb") as image:
+    with (TEST_FRAMES / frame).open("rb") as image:
         response = client.post(reverse("api:submission-list"), {"image": image})
     assert response.status_code == 202, response.content
     submission_id = uuid.UUID(response.json()["id"])
-
     wait_until(
         lambda: statuses([submission_id])[submission_id] == Submission.Status.PROCESSING,
         timeout=60,
@@ -218,13 +214,24 @@ def test_whole_worker_killed_mid_analysis_is_recovered_by_another_worker_at_its_
     )
     assert worker.process is not None
     group = [worker.process.pid, *worker.child_pids()]
-    # The main process and its pool child together, as an OOM kill of the container would:
-    # nobody is left to reject the message, so it stays unacknowledged in Redis for the
-    # whole visibility timeout (an hour).
     worker.stop(sig=signal.SIGKILL)
     wait_until(lambda: not living(group), timeout=10, what="every worker process to die")
     abandoned = Submission.objects.get(id=submission_id)
     assert (abandoned.status, abandoned.attempts) == (Submission.Status.PROCESSING, 1)
+    assert abandoned.claimed_by_worker == worker.hostname
+    return submission_id
+
+
+def test_whole_worker_killed_mid_analysis_is_recovered_by_another_worker_at_its_start(
+    client: Client,
+    start_worker: Callable[..., WorkerProcess],
+    demo_checkpoint: Path,
+    settings_broker_is_redis: None,
+) -> None:
+    # Claims go stale only after ten minutes: the sweeper is not what recovers this one.
+    env = worker_env(demo_checkpoint, ANALYSIS_STALE_AFTER_SECONDS="600")
+    worker = start_worker(queues="inference,celery", env=env)
+    submission_id = kill_the_whole_worker_mid_analysis(client, worker, "fake_frame_2.jpg")
 
     # A worker under another name (a new container) pings the others at its start: the
     # claim's worker does not answer, so the claim died with it.
@@ -248,23 +255,9 @@ def test_a_worker_restarted_after_a_kill_sends_its_lost_claim_again_at_once(
 ) -> None:
     """No sweeper runs here, and claims only go stale after ten minutes: the restarted
     worker itself must notice that the claim died with its previous run."""
-    client.force_login(UserFactory.create(username="owner"))
     env = worker_env(demo_checkpoint, ANALYSIS_STALE_AFTER_SECONDS="600")
     worker = start_worker(queues="inference,celery", env=env, hostname="restarted@localhost")
-    with (TEST_FRAMES / "fake_frame_3.jpg").open("rb") as image:
-        response = client.post(reverse("api:submission-list"), {"image": image})
-    assert response.status_code == 202, response.content
-    submission_id = uuid.UUID(response.json()["id"])
-    wait_until(
-        lambda: statuses([submission_id])[submission_id] == Submission.Status.PROCESSING,
-        timeout=60,
-        what="the worker to claim the submission",
-    )
-    assert worker.process is not None
-    group = [worker.process.pid, *worker.child_pids()]
-    worker.stop(sig=signal.SIGKILL)
-    wait_until(lambda: not living(group), timeout=10, what="every worker process to die")
-    assert Submission.objects.get(id=submission_id).claimed_by_worker == "restarted@localhost"
+    submission_id = kill_the_whole_worker_mid_analysis(client, worker, "fake_frame_3.jpg")
 
     restarted = start_worker(queues="inference,celery", env=env, hostname="restarted@localhost")
     wait_until(
