@@ -69,6 +69,9 @@ class ModelCard:
     training_data: dict[str, Any] = field(default_factory=dict)
     thresholds: Thresholds | None = None
     calibration: Calibration = field(default_factory=Calibration)
+    # Score each face as the mean logit of the face and its mirror image (chosen in training
+    # when it improved the held-out checks).
+    mirror_average: bool = False
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     # Plain sentences for moderators: what the model catches, and what it misses.
@@ -124,6 +127,7 @@ class ModelCard:
             training_data=_object(data, "training_data", where),
             thresholds=_thresholds(data.get("thresholds"), where),
             calibration=_calibration(data.get("calibration"), where),
+            mirror_average=_flag(data, "mirror_average", where),
             evaluations=_evaluations(data.get("evaluations"), where),
             training=_object(data, "training", where),
             summary=_sentences(data, "summary", where),
@@ -278,6 +282,13 @@ def _sentences(data: dict[str, Any], key: str, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise CardError(f"{where}: {key} must be a list of strings")
     return list(value)
+
+
+def _flag(data: dict[str, Any], key: str, where: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise CardError(f"{where}: {key} must be true or false")
+    return value
 
 
 def _is_integer(value: object) -> bool:

@@ -67,6 +67,10 @@ class LoadedCheckpoint:
     def temperature(self) -> float:
         return self.card.calibration.temperature if self.card else 1.0
 
+    @property
+    def mirror_average(self) -> bool:
+        return bool(self.card and self.card.mirror_average)
+
     def model_info(self, *, flag_threshold: float, uncertain_threshold: float) -> ModelInfo:
         """Thresholds from the configuration unless the model card sets its own."""
         thresholds = self.card.thresholds if self.card else None
@@ -243,10 +247,13 @@ class FaceClassifier:
         temperature: float,
         device: torch.device,
         onnx: OnnxOptions | None = None,
+        mirror_average: bool = False,
     ) -> None:
-        """`onnx` runs the network in ONNX Runtime (CPU only); without it, in PyTorch."""
+        """`onnx` runs the network in ONNX Runtime (CPU only); without it, in PyTorch.
+        `mirror_average`: a face's logit is the mean of its own and its mirror image's."""
         self.input_size = input_size
         self.temperature = temperature
+        self.mirror_average = mirror_average
         self.device = device
         reference = build_classifier(state_dict).to(device)
         self.cam_gradient = logit_gradient_at_cam_layer(reference, input_size)
@@ -268,7 +275,15 @@ class FaceClassifier:
     def classify(self, crops: torch.Tensor) -> ClassifierOutput:
         """All crops of one image in one batch: (N, 3, 160, 160) values 0-255."""
         with torch.inference_mode():
-            logits, activations = self._forward(self.model_input(crops))
+            batch = self.model_input(crops)
+            if self.mirror_average:
+                # One pass over the faces and their mirror images; the heatmap explains the
+                # face as it is, so its activations come from the first half.
+                logits, activations = self._forward(torch.cat([batch, batch.flip(3)]))
+                logits = (logits[: len(batch)] + logits[len(batch) :]) / 2
+                activations = activations[: len(batch)]
+            else:
+                logits, activations = self._forward(batch)
             probabilities = torch.sigmoid(logits / self.temperature)
         return ClassifierOutput(
             logits=logits.cpu().numpy(),

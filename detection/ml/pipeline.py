@@ -107,6 +107,7 @@ class Analyzer:
             temperature=checkpoint.temperature,
             device=device,
             onnx=onnx,
+            mirror_average=checkpoint.mirror_average,
         )
 
     def analyze(self, image: ImageSource) -> AnalysisResult:

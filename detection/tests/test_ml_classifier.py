@@ -159,3 +159,20 @@ def test_demo_checkpoint_output_depends_on_the_face(
     probabilities = classifier.classify(calibration_crops).probabilities
     assert len(probabilities) >= 3
     assert 0.1 < np.ptp(probabilities) <= 1
+
+
+def test_mirror_averaging_scores_the_face_and_its_mirror_image_and_explains_the_face(
+    demo: LoadedCheckpoint, calibration_crops: torch.Tensor
+) -> None:
+    cpu = torch.device("cpu")
+    plain = FaceClassifier(demo.state_dict, input_size=256, temperature=1.0, device=cpu)
+    mirrored = FaceClassifier(
+        demo.state_dict, input_size=256, temperature=1.0, device=cpu, mirror_average=True
+    )
+    crops = calibration_crops[:3]
+    own = plain.classify(crops)
+    flipped = plain.classify(crops.flip(3))
+    both = mirrored.classify(crops)
+    np.testing.assert_allclose(both.logits, (own.logits + flipped.logits) / 2, atol=1e-5)
+    np.testing.assert_allclose(both.activations, own.activations, atol=1e-5)
+    assert not np.allclose(own.logits, flipped.logits), "the mirror image scores differently"
