@@ -393,3 +393,11 @@ TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=None)
 # How long "next case" reserves a case for one moderator; an unfinished case then returns
 # to the queue by itself.
 MODERATION_LEASE_MINUTES = env.int("MODERATION_LEASE_MINUTES", default=15)
+
+# --- Near-copies (PDQ) --------------------------------------------------------------------
+# Two images whose PDQ hashes differ in at most this many of their 256 bits are copies of
+# one another (Hasher-Matcher-Actioner's default); decisions, clusters and banks use it.
+PDQ_MATCH_DISTANCE = env.int("PDQ_MATCH_DISTANCE", default=31)
+# Below this PDQ quality (0-100) an image has too little detail for its hash to mean
+# anything (flat colours, near-blank pictures all hash alike): it is matched with nothing.
+PDQ_MIN_QUALITY = env.int("PDQ_MIN_QUALITY", default=50)

@@ -35,7 +35,9 @@ from detection import selectors
 from detection.forms import SubmissionFilterForm, UploadForm
 from detection.models import Face, Submission
 from detection.upload_gate import UploadRefused, upload_accept
-from moderation.selectors import submission_outcome
+from moderation.forms import ReopenInheritedForm
+from moderation.rules import user_is_reviewer
+from moderation.selectors import submission_near_copies, submission_outcome
 
 MediaView = Callable[..., HttpResponseBase]
 
@@ -109,7 +111,7 @@ def upload(request: SignedInRequest) -> HttpResponse:
 @require_GET
 def submission_detail(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponse:
     submission = _get_submission_for_user(request, submission_id)
-    return render(request, "detection/submission_detail.html", _detail_context(submission))
+    return render(request, "detection/submission_detail.html", _detail_context(request, submission))
 
 
 @login_required
@@ -117,7 +119,9 @@ def submission_detail(request: HttpRequest, submission_id: uuid.UUID) -> HttpRes
 def submission_status(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponse:
     """The part of the result page that htmx polls until the analysis is final."""
     submission = _get_submission_for_user(request, submission_id)
-    return render(request, "detection/partials/submission_body.html", _detail_context(submission))
+    return render(
+        request, "detection/partials/submission_body.html", _detail_context(request, submission)
+    )
 
 
 @login_required
@@ -206,7 +210,9 @@ def _upload_context(form: UploadForm, refusal: str = "") -> dict[str, object]:
     }
 
 
-def _detail_context(submission: Submission) -> dict[str, object]:
+def _detail_context(request: HttpRequest, submission: Submission) -> dict[str, object]:
+    # Moderators also see where an inherited outcome came from, and the near-copies.
+    reviewer = user_is_reviewer(user=request.user)
     return {
         "submission": submission,
         "faces": list(submission.faces.all()) if submission.is_final else [],
@@ -215,4 +221,11 @@ def _detail_context(submission: Submission) -> dict[str, object]:
         "processing_seconds": (
             submission.processing_ms / 1000 if submission.processing_ms is not None else None
         ),
+        "is_reviewer": reviewer,
+        "near_copies": (
+            submission_near_copies(submission=submission)
+            if reviewer and submission.is_final
+            else []
+        ),
+        "reopen_form": ReopenInheritedForm() if reviewer else None,
     }
