@@ -99,7 +99,7 @@ class Command(BaseCommand):
         median = statistics.median(ordered)
         p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
         how = (
-            "distances in SQL (bit_count of an XOR)"
+            "candidates from the GIN index, distances in SQL"
             if connection.vendor == "postgresql"
             else "a scan in Python"
         )
