@@ -174,17 +174,18 @@ def pdq_distances(
         # PostgreSQL estimates that `&&` with a few hundred keys keeps a quarter of the rows,
         # so it would read the table and compare each row's words (about 9 µs a row: 0.9 s
         # for 100,000). Told not to scan, it asks the GIN index, which hands back the few
-        # hundred candidates in about a millisecond. The setting is restored afterwards.
+        # hundred candidates in about a millisecond.
         with transaction.atomic(using=queryset.db), connection.cursor() as cursor:
             cursor.execute(
                 "SELECT current_setting('enable_seqscan'), "
                 "set_config('enable_seqscan', 'off', true)"
             )
             previous = cursor.fetchone()[0]
-            try:
-                return dict(near)
-            finally:
-                cursor.execute("SELECT set_config('enable_seqscan', %s, true)", [previous])
+            found = dict(near)
+            # Releasing the savepoint keeps a local setting to the end of the caller's
+            # transaction, so it is put back (a rollback on error undoes it by itself).
+            cursor.execute("SELECT set_config('enable_seqscan', %s, true)", [previous])
+        return found
     return {
         pk: distance
         for pk, other in queryset.order_by().values_list("pk", field).iterator(chunk_size=5000)

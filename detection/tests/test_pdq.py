@@ -9,7 +9,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -137,3 +137,13 @@ def test_hashes_read_back_as_they_were_written() -> None:
     assert pdq_distances(Submission.objects.all(), field="pdq", pdq=value, max_distance=0) == {
         submission.pk: 0
     }
+
+
+@pytest.mark.django_db
+def test_a_lookup_leaves_the_planner_settings_of_the_callers_transaction_alone() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the index lookup and its planner setting are PostgreSQL's")
+    with transaction.atomic(), connection.cursor() as cursor:
+        submissions_near(pdq="ab" * 32)
+        cursor.execute("SHOW enable_seqscan")
+        assert cursor.fetchone()[0] == "on"
