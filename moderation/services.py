@@ -88,9 +88,6 @@ def review_case_open(*, submission: Submission) -> ReviewCase | None:
     A new case joins the cluster of the open cases of its near-copies. Returns the case, or
     None when the submission has none.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ROUTING_LOCK])
     evidence = _near_copies_record(submission)
     existing = ReviewCase.objects.filter(submission=submission).first()
     if existing is not None:
@@ -153,6 +150,10 @@ def _near_copies_record(submission: Submission) -> _NearCopies | None:
     ImageMatch.objects.filter(submission=submission).delete()
     if submission.pdq is None or (submission.pdq_quality or 0) < settings.PDQ_MIN_QUALITY:
         return None
+    if connection.vendor == "postgresql":
+        # Held to the end of the caller's transaction, past the case's cluster.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ROUTING_LOCK])
     near = submissions_near(pdq=submission.pdq, exclude_id=submission.pk)
     in_banks = pdq_distances(
         HashBankEntry.objects.all(),
@@ -220,6 +221,17 @@ def _route(submission: Submission, near: _NearCopies | None) -> _Route:
         if conflict:
             return _Route(
                 opens=True, reason=conflict, conflict_with=source, known_manipulated=manipulated
+            )
+        if source.decided_by_id == submission.uploader_id:
+            # Inheriting would have the uploader decide their own upload.
+            return _Route(
+                opens=True,
+                reason=(
+                    f"A near-copy (PDQ distance {distance}) was "
+                    f"{source.get_state_display().lower()} by the uploader of this photo, "
+                    "who may not decide their own uploads."
+                ),
+                known_manipulated=manipulated,
             )
         return _Route(opens=False, inherit=(source, distance))
     if manipulated:

@@ -124,6 +124,18 @@ def test_a_cleared_decision_is_inherited_by_a_copy_the_model_calls_authentic(
     assert outcome is not None and outcome.state == selectors.CLEARED and outcome.inherited
 
 
+def test_a_copy_uploaded_by_the_moderator_who_decided_the_image_is_not_theirs_to_settle(
+    moderator: User,
+) -> None:
+    base = random_pdq()
+    decided(base, moderator)
+    theirs = analysed(near(base, 3), uploader=moderator)
+    case = ReviewCase.objects.get(submission=theirs)
+    assert case.state == ReviewCase.State.PENDING
+    assert "may not decide their own uploads" in case.reason
+    assert not InheritedOutcome.objects.filter(submission=theirs).exists()
+
+
 def test_the_model_contradicting_a_confirmed_copy_opens_a_conflict_case(moderator: User) -> None:
     base = random_pdq()
     source = decided(base, moderator)
