@@ -8,7 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 RUN useradd --create-home --uid 1000 app
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+# pdqhash builds from source: a C++ compiler for the install, removed again afterwards.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && pip install -r requirements.txt \
+    && apt-get purge -y --auto-remove g++ \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
 # collectstatic needs a key to import the settings; it is not used for anything else.
 # prepare_model exports the shipped classifier's ONNX graph into the image, so that no

@@ -399,3 +399,11 @@ MODERATION_LEASE_MINUTES = env.int("MODERATION_LEASE_MINUTES", default=15)
 # what the model misses) and share of decisions checked by a second, independent moderator.
 QA_SAMPLE_RATE = env.float("QA_SAMPLE_RATE", default=0.05)
 DOUBLE_REVIEW_RATE = env.float("DOUBLE_REVIEW_RATE", default=0.1)
+
+# --- Near-copies (PDQ) --------------------------------------------------------------------
+# Two images whose PDQ hashes differ in at most this many of their 256 bits are copies of
+# one another (Hasher-Matcher-Actioner's default); decisions, clusters and banks use it.
+PDQ_MATCH_DISTANCE = env.int("PDQ_MATCH_DISTANCE", default=31)
+# Below this PDQ quality (0-100) an image has too little detail for its hash to mean
+# anything (flat colours, near-blank pictures all hash alike): it is matched with nothing.
+PDQ_MIN_QUALITY = env.int("PDQ_MIN_QUALITY", default=50)

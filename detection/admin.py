@@ -116,7 +116,7 @@ class SubmissionAdmin(ScoreColumns, admin.ModelAdmin):
     list_display_links = ("thumbnail_preview", "original_filename")
     list_filter = ("status", "verdict", "model_trained", "model_version", "queued_at")
     search_fields = ("uploader__username", "=sha256", "original_filename")
-    list_select_related = ("uploader", "review_case")
+    list_select_related = ("uploader", "review_case", "inherited_outcome__source_case")
     date_hierarchy = "queued_at"
     inlines = (FaceInline,)
     actions = ("rerun_analysis", "reopen_case")
@@ -126,6 +126,9 @@ class SubmissionAdmin(ScoreColumns, admin.ModelAdmin):
         "original_filename",
         "overlay_preview",
         "sha256",
+        "pdq",
+        "pdq_quality",
+        "provenance",
         "byte_size",
         "width",
         "height",
@@ -173,7 +176,12 @@ class SubmissionAdmin(ScoreColumns, admin.ModelAdmin):
     @admin.display(description="Review")
     def review_state(self, submission: Submission) -> str:
         case = getattr(submission, "review_case", None)
-        return case.get_state_display() if case else "—"
+        if case is not None:
+            return case.get_state_display()
+        inherited = getattr(submission, "inherited_outcome", None)
+        if inherited is not None:
+            return f"{inherited.source_case.get_state_display()} (inherited)"
+        return "—"
 
     @admin.display(description="Overlay")
     def overlay_preview(self, submission: Submission) -> SafeString | str:

@@ -27,7 +27,8 @@ from detection.forms import SubmissionFilterForm
 from detection.ml.quality import QualityReason
 from detection.models import Face, Submission
 from detection.upload_gate import UploadRefused, upload_accept
-from moderation.selectors import submission_outcome
+from moderation.rules import user_is_reviewer
+from moderation.selectors import near_copies_of, submission_outcome
 
 
 class UploadRefusedError(APIException):
@@ -103,6 +104,22 @@ class FaceSerializer(serializers.ModelSerializer[Face]):
         return self.context["request"].build_absolute_uri(path)
 
 
+_PROVENANCE_SCHEMA = {
+    "type": "object",
+    "description": (
+        "What the uploaded file said about itself, read before its metadata was removed "
+        "(anyone can write metadata: it is the file's claim). `exif`: camera_make, "
+        "camera_model, software, captured_at, gps_present (never the position); `xmp`: "
+        "creator_tool, history [{action, software, when, changed}], digital_source_type, "
+        "ai_generated; `c2pa`: validation_state (valid, trusted or invalid), "
+        "validation_codes, claim_generator, title, signed_by, signed_at, actions [{action, "
+        "software, digital_source_type}], ai_generated, ai_assertions; each null when the "
+        "file had none. `unreadable`: the parts present but unreadable. Empty for photos "
+        "uploaded before metadata was read."
+    ),
+}
+
+
 class SubmissionSerializer(serializers.ModelSerializer[Submission]):
     url = serializers.SerializerMethodField()
     faces = serializers.SerializerMethodField()
@@ -110,6 +127,17 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
     model = serializers.SerializerMethodField()
     moderation = serializers.SerializerMethodField()
     queue_position = serializers.SerializerMethodField()
+    pdq = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="PDQ perceptual hash of the image, 64 hex digits (null for photos uploaded "
+        "before hashing began).",
+    )
+    pdq_quality = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="How much detail the PDQ hash saw, 0-100."
+    )
+    provenance = serializers.SerializerMethodField()
+    matches = serializers.SerializerMethodField()
 
     class Meta:
         model = Submission
@@ -122,6 +150,8 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
             "failure_reason",
             "original_filename",
             "sha256",
+            "pdq",
+            "pdq_quality",
             "byte_size",
             "width",
             "height",
@@ -136,6 +166,8 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
             "overlay_url",
             "faces",
             "moderation",
+            "provenance",
+            "matches",
         )
 
     def get_url(self, submission: Submission) -> str:
@@ -197,6 +229,21 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
                 ),
                 "label": serializers.CharField(),
                 "decided_at": serializers.DateTimeField(allow_null=True),
+                "inherited": serializers.BooleanField(
+                    help_text="The outcome is that of a near-identical image a moderator "
+                    "decided, not of a review of this upload."
+                ),
+                "inherited_from": inline_serializer(
+                    "InheritedFrom",
+                    {
+                        "case": serializers.UUIDField(),
+                        "case_url": serializers.URLField(),
+                        "submission": serializers.UUIDField(),
+                        "distance": serializers.IntegerField(),
+                    },
+                    allow_null=True,
+                    help_text="Moderators only (null for others): the decided case.",
+                ),
             },
             allow_null=True,
         )
@@ -206,11 +253,91 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
         if outcome is None:
             return None
         decided_at = outcome.decided_at
+        inherited = outcome.inherited_from
         return {
             "state": outcome.state,
             "label": outcome.label,
             "decided_at": decided_at.isoformat() if decided_at else None,
+            "inherited": inherited is not None,
+            "inherited_from": (
+                {
+                    "case": inherited.source_case_id,
+                    "case_url": self._absolute(
+                        "moderation:case-detail", case_id=inherited.source_case_id
+                    ),
+                    "submission": inherited.source_case.submission_id,
+                    "distance": inherited.distance,
+                }
+                if inherited is not None and self._for_reviewer()
+                else None
+            ),
         }
+
+    @extend_schema_field(_PROVENANCE_SCHEMA)
+    def get_provenance(self, submission: Submission) -> dict[str, Any]:
+        return dict(submission.provenance)
+
+    @extend_schema_field(
+        inline_serializer(
+            "NearCopy",
+            {
+                "kind": serializers.ChoiceField(choices=["submission", "bank"]),
+                "distance": serializers.IntegerField(help_text="PDQ bits that differ."),
+                "submission": serializers.UUIDField(required=False),
+                "url": serializers.URLField(required=False),
+                "outcome": serializers.CharField(required=False, allow_null=True),
+                "bank": serializers.CharField(required=False),
+                "bank_kind": serializers.ChoiceField(
+                    choices=["known_manipulated", "known_authentic"], required=False
+                ),
+                "label": serializers.CharField(required=False),
+            },
+            many=True,
+            allow_null=True,
+            help_text="Moderators only (null for others): other submissions and hash bank "
+            "entries whose PDQ hash is within the match distance, nearest first.",
+        )
+    )
+    def get_matches(self, submission: Submission) -> list[dict[str, Any]] | None:
+        if not self._for_reviewer():
+            return None
+        rows = []
+        copies = near_copies_of(
+            submission=submission,
+            found=submission.image_matches.all(),
+            found_by=submission.matched_by.all(),
+        )
+        for copy in copies:
+            if copy.submission is not None:
+                rows.append(
+                    {
+                        "kind": "submission",
+                        "distance": copy.distance,
+                        "submission": copy.submission.pk,
+                        "url": self._absolute(
+                            "api:submission-detail", submission_id=copy.submission.pk
+                        ),
+                        "outcome": copy.outcome.state if copy.outcome else None,
+                    }
+                )
+            elif copy.bank_entry is not None:
+                rows.append(
+                    {
+                        "kind": "bank",
+                        "distance": copy.distance,
+                        "bank": copy.bank_entry.bank.name,
+                        "bank_kind": copy.bank_entry.bank.kind,
+                        "label": copy.bank_entry.label,
+                    }
+                )
+        return rows
+
+    def _for_reviewer(self) -> bool:
+        # Django caches the user's permissions after the first check: one query per response.
+        return user_is_reviewer(user=self.context["request"].user)
+
+    def _absolute(self, url_name: str, **kwargs: Any) -> str:
+        return self.context["request"].build_absolute_uri(reverse(url_name, kwargs=kwargs))
 
     def get_queue_position(self, submission: Submission) -> int | None:
         # Annotated by selectors.submissions_with_results; None unless queued.
@@ -235,7 +362,8 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
                 user=self.request.user,  # type: ignore[arg-type]
                 status=filters.cleaned_data["status"],
                 verdict=filters.cleaned_data["verdict"],
-            )
+            ),
+            with_near_copies=user_is_reviewer(user=self.request.user),
         )
 
     @extend_schema(
@@ -263,7 +391,8 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
         except UploadRefused as refusal:
             raise UploadRefusedError(refusal) from None
         submission = selectors.submissions_with_results(
-            Submission.objects.filter(id=outcome.submission.id)
+            Submission.objects.filter(id=outcome.submission.id),
+            with_near_copies=user_is_reviewer(user=request.user),
         ).get()
         serializer = self.get_serializer(submission)
         return Response(
@@ -285,7 +414,9 @@ class SubmissionRetrieve(generics.RetrieveAPIView[Submission]):
     def get_object(self) -> Submission:
         visible = selectors.submissions_visible_to(user=self.request.user)
         submission = (
-            selectors.submissions_with_results(visible)
+            selectors.submissions_with_results(
+                visible, with_near_copies=user_is_reviewer(user=self.request.user)
+            )
             .filter(id=self.kwargs["submission_id"])
             .first()
         )

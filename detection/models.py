@@ -7,6 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from detection.pdq_db import PdqHashField, PdqWordsField
+
 
 class Submission(models.Model):
     class Status(models.TextChoices):
@@ -35,6 +37,14 @@ class Submission(models.Model):
     thumbnail = models.FileField(max_length=255)
     original_filename = models.CharField(max_length=255, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)
+    # The PDQ perceptual hash of the decoded pixels and its quality (0-100): re-encoded,
+    # resized or lightly edited copies of an image are found by Hamming distance.
+    pdq = PdqHashField(null=True, blank=True)
+    pdq_words = PdqWordsField(source="pdq")  # the hash's index keys (PostgreSQL)
+    pdq_quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    # What the original file said about itself (detection.provenance), read before the
+    # re-encoding stripped it; never a GPS position.
+    provenance = models.JSONField(default=dict, blank=True)
     byte_size = models.PositiveIntegerField()
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()

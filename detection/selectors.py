@@ -8,12 +8,24 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subquery, When
+from django.db.models import (
+    Case,
+    Count,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    QuerySet,
+    Subquery,
+    When,
+)
 from django.db.models.functions import Coalesce
 
 from detection.ml.card import CardError, card_path, read_card
 from detection.models import Submission
+from detection.pdq_db import pdq_distances
+from moderation.models import ImageMatch
 from moderation.rules import user_is_reviewer
+from moderation.selectors import OUTCOME_RELATIONS
 
 
 def submissions_visible_to(*, user: User | AnonymousUser) -> QuerySet[Submission]:
@@ -33,9 +45,12 @@ def submission_get_for_user(
     return submissions.filter(id=submission_id).first()
 
 
-def submissions_with_results(submissions: QuerySet[Submission]) -> QuerySet[Submission]:
+def submissions_with_results(
+    submissions: QuerySet[Submission], *, with_near_copies: bool = False
+) -> QuerySet[Submission]:
     """What the API shows of each submission, loaded with the list in a fixed number of
-    queries: faces, review case, and `queued_before` (the queue position when queued)."""
+    queries: faces, moderation outcome (own or inherited), `queued_before` (the queue
+    position when queued) and, for moderators, the near-copies both ways."""
     queued_before = (
         Submission.objects.filter(
             status=Submission.Status.QUEUED, queued_at__lt=OuterRef("queued_at")
@@ -45,8 +60,21 @@ def submissions_with_results(submissions: QuerySet[Submission]) -> QuerySet[Subm
         .annotate(count=Count("pk"))
         .values("count")
     )
+    if with_near_copies:
+        submissions = submissions.prefetch_related(
+            Prefetch(
+                "image_matches",
+                queryset=ImageMatch.objects.select_related(
+                    *_outcome_relations_of("matched_submission"), "bank_entry__bank"
+                ),
+            ),
+            Prefetch(
+                "matched_by",
+                queryset=ImageMatch.objects.select_related(*_outcome_relations_of("submission")),
+            ),
+        )
     return (
-        submissions.select_related("review_case")
+        submissions.select_related(*OUTCOME_RELATIONS)
         .prefetch_related("faces")
         .annotate(
             queued_before=Case(
@@ -56,6 +84,10 @@ def submissions_with_results(submissions: QuerySet[Submission]) -> QuerySet[Subm
             )
         )
     )
+
+
+def _outcome_relations_of(relation: str) -> list[str]:
+    return [f"{relation}__{name}" for name in OUTCOME_RELATIONS]
 
 
 def submission_list_for_user(
@@ -97,3 +129,11 @@ def _caution_of(checkpoint: Path, _card_changed: int) -> str | None:
     except CardError:
         return None
     return card.caution() if card else None
+def submissions_near(*, pdq: str, exclude_id: uuid.UUID | None = None) -> dict[uuid.UUID, int]:
+    """The submissions whose image is a near-copy of a hash: PDQ within PDQ_MATCH_DISTANCE
+    bits, quality at least PDQ_MIN_QUALITY (flat images hash alike). Ids with distances; on
+    PostgreSQL computed in SQL (`manage.py benchmark_pdq_lookup` times it)."""
+    candidates = Submission.objects.filter(pdq_quality__gte=settings.PDQ_MIN_QUALITY)
+    if exclude_id is not None:
+        candidates = candidates.exclude(pk=exclude_id)
+    return pdq_distances(candidates, field="pdq", pdq=pdq, max_distance=settings.PDQ_MATCH_DISTANCE)

@@ -5,7 +5,8 @@ Pure Pillow, no Django: the web form, the API and the fuzz tests all call
 decoded with an explicit format allow-list, after the size, the shape and the memory that
 decoding would take are checked from the header; then they are rotated upright and encoded
 into a new file, which drops EXIF/GPS data, comments, colour profiles and anything
-appended after the image data.
+appended after the image data. What the file said about itself (detection.provenance) and
+the PDQ hash of its pixels (detection.pdq) are read on the way, before anything is dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from enum import StrEnum
 from PIL import Image, UnidentifiedImageError
 
 from detection.ml.images import decode_bytes_estimate, load_rgb_image
+from detection.pdq import PdqHash, pdq_hash
+from detection.provenance import Summary, read_provenance
 
 # Pillow format name → (stored extension, content type, encoder options).
 ALLOWED_FORMATS: dict[str, tuple[str, str, dict[str, object]]] = {
@@ -73,6 +76,8 @@ class ValidatedImage:
     content_type: str
     width: int
     height: int
+    pdq: PdqHash  # of the decoded, upright pixels: what any re-encoding of them keeps
+    provenance: Summary  # read from the original bytes, which are not kept
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ def validate_image_upload(data: bytes, limits: UploadLimits) -> ValidatedImage:
     with warnings.catch_warnings():
         # Pillow only warns about decompression bombs below twice its own limit.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image_format, upright = _decode(data, limits)
+        image_format, provenance, upright = _decode(data, limits)
     # Pillow's encoders copy comments, colour profiles and transparency from `info`. These
     # pixels were decoded here, so emptying it keeps nothing else, without another copy.
     upright.info = {}
@@ -104,13 +109,18 @@ def validate_image_upload(data: bytes, limits: UploadLimits) -> ValidatedImage:
         content_type=content_type,
         width=upright.width,
         height=upright.height,
+        pdq=pdq_hash(upright),
+        provenance=provenance,
     )
 
 
-def _decode(data: bytes, limits: UploadLimits) -> tuple[str, Image.Image]:
-    """The format and the upright RGB pixels; the decoded original is freed on return."""
+def _decode(data: bytes, limits: UploadLimits) -> tuple[str, Summary, Image.Image]:
+    """The format, the provenance summary and the upright RGB pixels; the decoded original
+    (with its metadata) is freed on return."""
     image = _open_allowed(data, limits)
-    return image.format or "", load_rgb_image(image)
+    image_format = image.format or ""
+    provenance = read_provenance(data, image, ALLOWED_FORMATS[image_format][1])
+    return image_format, provenance, load_rgb_image(image)
 
 
 def _open_allowed(data: bytes, limits: UploadLimits) -> Image.Image:

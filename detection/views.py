@@ -37,7 +37,9 @@ from detection import selectors
 from detection.forms import SubmissionFilterForm, UploadForm
 from detection.models import Face, Submission
 from detection.upload_gate import UploadRefused, upload_accept
-from moderation.selectors import submission_outcome
+from moderation.forms import ReopenInheritedForm
+from moderation.rules import user_is_reviewer
+from moderation.selectors import submission_near_copies, submission_outcome
 
 MediaView = Callable[..., HttpResponseBase]
 
@@ -111,7 +113,7 @@ def upload(request: SignedInRequest) -> HttpResponse:
 @require_GET
 def submission_detail(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponse:
     submission = _get_submission_for_user(request, submission_id)
-    return render(request, "detection/submission_detail.html", _detail_context(submission))
+    return render(request, "detection/submission_detail.html", _detail_context(request, submission))
 
 
 @login_required
@@ -119,7 +121,9 @@ def submission_detail(request: HttpRequest, submission_id: uuid.UUID) -> HttpRes
 def submission_status(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponse:
     """The part of the result page that htmx polls until the analysis is final."""
     submission = _get_submission_for_user(request, submission_id)
-    return render(request, "detection/partials/submission_body.html", _detail_context(submission))
+    return render(
+        request, "detection/partials/submission_body.html", _detail_context(request, submission)
+    )
 
 
 @login_required
@@ -212,13 +216,15 @@ def _upload_context(form: UploadForm, refusal: str = "") -> dict[str, object]:
 _PREPARING_AFTER = timedelta(seconds=8)
 
 
-def _detail_context(submission: Submission) -> dict[str, object]:
+def _detail_context(request: HttpRequest, submission: Submission) -> dict[str, object]:
     faces = list(submission.faces.all()) if submission.is_final else []
     running_for = (
         timezone.now() - submission.started_at
         if submission.status == Submission.Status.PROCESSING and submission.started_at
         else None
     )
+    # Moderators also see where an inherited outcome came from, and the near-copies.
+    reviewer = user_is_reviewer(user=request.user)
     return {
         "submission": submission,
         "faces": faces,
@@ -230,4 +236,11 @@ def _detail_context(submission: Submission) -> dict[str, object]:
         "processing_seconds": (
             submission.processing_ms / 1000 if submission.processing_ms is not None else None
         ),
+        "is_reviewer": reviewer,
+        "near_copies": (
+            submission_near_copies(submission=submission)
+            if reviewer and submission.is_final
+            else []
+        ),
+        "reopen_form": ReopenInheritedForm() if reviewer else None,
     }

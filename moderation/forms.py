@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.http import QueryDict
 
 from detection.models import Submission
-from moderation.models import Decision, ReviewCase, ReviewEvent
+from moderation.models import BANK_LABEL_MAX_LENGTH, Decision, HashBank, ReviewCase, ReviewEvent
 from moderation.rules import review_case_note_problem, review_case_note_required
 from moderation.selectors import (
     AGE_FILTERS,
@@ -18,6 +18,8 @@ from moderation.selectors import (
     STATE_OPEN,
     LogFilters,
     QueueFilters,
+    hash_banks_known_manipulated,
+    review_cases_with_clusters,
 )
 
 VERDICT_CHOICES = [("", "Any verdict"), *Submission.Verdict.choices]
@@ -84,6 +86,10 @@ class QueueFilterForm(forms.Form):
 class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=Decision.choices)
     note = _note_field()
+    # A decision settles the case's whole cluster of pending near-copies unless this is set.
+    only_this_case = forms.BooleanField(
+        required=False, label="Decide only this case, not its near-copies"
+    )
 
     def __init__(self, *args: Any, case: ReviewCase, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,20 +129,69 @@ class BulkDecisionForm(forms.Form):
         if decision and not note:
             owing = [
                 case
-                for case in cases
+                for case in review_cases_with_clusters(cases=cases)
                 if review_case_note_required(verdict=case.verdict, decision=decision)
             ]
             if owing:
                 # All or nothing: a batch never half-applies because some cases owed a note.
                 self.add_error(
                     "note",
-                    f"{len(owing)} of the selected cases need a note for this decision "
-                    "(it goes against the model's verdict, or it escalates).",
+                    f"{len(owing)} of the selected cases need a note for this decision (it "
+                    "goes against the model's verdict, or it escalates; pending near-copies "
+                    "decided with them count).",
                 )
         return cleaned
 
     def queue_querystring(self) -> str:
         return QueueFilterForm(QueryDict(self.cleaned_data.get("filters") or "")).querystring()
+
+
+class ReopenInheritedForm(forms.Form):
+    note = _note_field()
+
+
+class AddToBankForm(forms.Form):
+    bank = forms.ModelChoiceField(
+        queryset=HashBank.objects.none(), empty_label=None, label="Known-manipulated bank"
+    )
+    label = forms.CharField(
+        required=False,
+        max_length=BANK_LABEL_MAX_LENGTH,
+        help_text="Kept with the hash; exported after it. Empty: the case's id.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bank_field = self.fields["bank"]
+        assert isinstance(bank_field, forms.ModelChoiceField)
+        bank_field.queryset = hash_banks_known_manipulated()
+
+
+class BankImportForm(forms.Form):
+    text = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 80}),
+        label="Hashes",
+        help_text="One 64-hexadecimal-digit PDQ hash per line, optionally followed by a "
+        "comma and a label. Blank lines and lines starting with # are skipped.",
+    )
+    file = forms.FileField(required=False, label="Or a text file")
+    # A bank of 100,000 hashes with labels fits comfortably; beyond that, split the file.
+    MAX_BYTES = 20_000_000
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        upload = cleaned.get("file")
+        if upload is not None:
+            if upload.size > self.MAX_BYTES:
+                raise forms.ValidationError("The file is larger than 20 MB.")
+            try:
+                cleaned["text"] = upload.read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise forms.ValidationError("The file is not UTF-8 text.") from None
+        if not (cleaned.get("text") or "").strip():
+            raise forms.ValidationError("Paste the hashes or choose a file.")
+        return cleaned
 
 
 class DecisionLogFilterForm(forms.Form):

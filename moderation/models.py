@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from detection.models import Submission
+from detection.pdq_db import PdqHashField, PdqWordsField
 
 
 class Decision(models.TextChoices):
@@ -97,6 +98,20 @@ class ReviewCase(models.Model):
         blank=True,
         related_name="+",
     )
+    # Open cases whose images are near-copies of each other (PDQ) form a cluster named by
+    # the id of one of them; empty for a case alone. The queue shows a cluster as one row,
+    # and one decision settles every open case in it.
+    cluster = models.UUIDField(null=True, blank=True, db_index=True)
+    # Why the case opened beyond the model's verdict: a hash bank match, a conflict with an
+    # earlier decision on a near-copy, a moderator reopening an inherited outcome.
+    reason = models.TextField(blank=True)
+    # The decided near-copy whose outcome this image would have inherited, had the model's
+    # verdict or a hash bank not contradicted it: the case is a conflict.
+    conflict_with = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="conflicts"
+    )
+    # The image matched a `known manipulated` hash bank: queued above every other case.
+    known_manipulated_match = models.BooleanField(default=False)
 
     class Meta:
         ordering = ("-priority", "opened_at")
@@ -150,6 +165,7 @@ class ReviewEvent(models.Model):
         ESCALATED = "escalated", "Escalated to staff"
         REOPENED = "reopened", "Reopened"
         SECOND_REVIEW = "second_review", "Sent for a second review"
+        ADDED_TO_BANK = "added_to_bank", "Added to a hash bank"
 
     DECISION_KINDS = (Kind.CONFIRMED, Kind.CLEARED, Kind.ESCALATED)
 
@@ -190,3 +206,113 @@ class ReviewEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ReviewEventIsAppendOnly("review events cannot be deleted")
+
+
+BANK_LABEL_MAX_LENGTH = 255
+
+
+class HashBank(models.Model):
+    """A named list of PDQ hashes staff keep, exchanged as text with other tools (HMA,
+    ThreatExchange): a match routes a new upload (moderation.services)."""
+
+    class Kind(models.TextChoices):
+        KNOWN_MANIPULATED = "known_manipulated", "Known manipulated"
+        KNOWN_AUTHENTIC = "known_authentic", "Known authentic"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display().lower()})"
+
+
+class HashBankEntry(models.Model):
+    bank = models.ForeignKey(HashBank, on_delete=models.CASCADE, related_name="entries")
+    pdq = PdqHashField()
+    pdq_words = PdqWordsField(source="pdq")  # the hash's index keys (PostgreSQL)
+    # Free text kept with the hash (one line: the text format puts it after a comma).
+    label = models.CharField(max_length=BANK_LABEL_MAX_LENGTH, blank=True)
+    added_at = models.DateTimeField(default=timezone.now)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # The decided case the hash was taken from, when it was added from a case page.
+    source_case = models.ForeignKey(
+        ReviewCase, on_delete=models.SET_NULL, null=True, blank=True, related_name="bank_entries"
+    )
+
+    class Meta:
+        ordering = ("bank", "id")
+        verbose_name_plural = "hash bank entries"
+        constraints = [
+            models.UniqueConstraint(fields=("bank", "pdq"), name="one_entry_per_bank_and_hash"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pdq[:16]}… in {self.bank.name}"
+
+
+class ImageMatch(models.Model):
+    """A near-copy found when a submission's analysis was stored: another submission or a
+    bank entry whose PDQ hash is within PDQ_MATCH_DISTANCE bits of the submission's."""
+
+    submission = models.ForeignKey(
+        Submission, on_delete=models.CASCADE, related_name="image_matches"
+    )
+    matched_submission = models.ForeignKey(
+        Submission, on_delete=models.CASCADE, null=True, blank=True, related_name="matched_by"
+    )
+    bank_entry = models.ForeignKey(
+        HashBankEntry, on_delete=models.CASCADE, null=True, blank=True, related_name="matches"
+    )
+    distance = models.PositiveSmallIntegerField()
+    found_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("distance", "id")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(matched_submission__isnull=False, bank_entry__isnull=True)
+                | models.Q(matched_submission__isnull=True, bank_entry__isnull=False),
+                name="match_is_a_submission_or_a_bank_entry",
+            ),
+            models.UniqueConstraint(
+                fields=("submission", "matched_submission"), name="one_match_per_submission_pair"
+            ),
+            models.UniqueConstraint(
+                fields=("submission", "bank_entry"), name="one_match_per_bank_entry"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        other = self.matched_submission_id or f"bank entry {self.bank_entry_id}"
+        return f"{self.submission_id} ~ {other} ({self.distance} bits)"
+
+
+class InheritedOutcome(models.Model):
+    """A submission that needs no review of its own: it is a near-copy of an image that a
+    moderator already decided, and shows that case's outcome (decisions follow the image).
+
+    A case of its own, once opened (a moderator reopening it), takes precedence.
+    """
+
+    submission = models.OneToOneField(
+        Submission, on_delete=models.CASCADE, related_name="inherited_outcome"
+    )
+    source_case = models.ForeignKey(
+        ReviewCase, on_delete=models.PROTECT, related_name="inherited_by"
+    )
+    distance = models.PositiveSmallIntegerField()
+    inherited_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.submission_id} inherits case {self.source_case_id}"

@@ -13,7 +13,7 @@ from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from detection.models import Submission
-from moderation.models import Decision, ReviewCase
+from moderation.models import Decision, HashBank, ReviewCase
 
 # The permission of the Moderators group (staff review without it).
 REVIEW_CASES = "moderation.review_cases"
@@ -21,6 +21,8 @@ NOTE_REQUIRED = "A note is required when the decision goes against the model's v
 ESCALATION_NOTE_REQUIRED = "Tell staff why you escalate this case."
 OWN_UPLOAD = "You uploaded this photo: another moderator must decide it."
 OWN_FIRST_REVIEW = "You made the first review of this case: a different moderator makes the second."
+# Staff keep the hash banks; others need this permission to add to one from a case page.
+ADD_BANK_ENTRY = "moderation.add_hashbankentry"
 
 
 def user_is_reviewer(*, user: User | AnonymousUser) -> bool:
@@ -104,3 +106,26 @@ def review_case_note_problem(*, verdict: str, decision: str, note: str) -> str |
     if note.strip() or not review_case_note_required(verdict=verdict, decision=decision):
         return None
     return ESCALATION_NOTE_REQUIRED if decision == Decision.ESCALATE else NOTE_REQUIRED
+
+
+def user_may_add_to_banks(*, user: User | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and (user.is_staff or user.has_perm(ADD_BANK_ENTRY)))
+
+
+def hash_bank_add_refusal(*, case: ReviewCase, bank: HashBank, user: User) -> str | None:
+    """Why this user cannot put this case's image into this bank, or None if they can.
+
+    Only images moderators confirmed manipulated, into `known manipulated` banks: a bank
+    entry routes every future copy of the image, so it follows a human decision.
+    """
+    if not user_may_add_to_banks(user=user):
+        return "Only staff add images to hash banks."
+    if case.submission.uploader_id == user.pk:
+        return "You uploaded this photo: another member of staff must add it to a bank."
+    if case.state != ReviewCase.State.CONFIRMED:
+        return "Only a case confirmed manipulated can be added to a hash bank."
+    if bank.kind != HashBank.Kind.KNOWN_MANIPULATED:
+        return "A confirmed manipulated image belongs in a known-manipulated bank."
+    if case.submission.pdq is None:
+        return "This photo has no PDQ hash: it was uploaded before hashing began."
+    return None

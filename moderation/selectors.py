@@ -1,17 +1,27 @@
-"""Reads for moderation: the queue, a case's context, what the uploader sees, the log."""
+"""Reads for moderation: the queue, a case's context, what the uploader sees, the log, near-copies
+and hash banks."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
 from detection.models import Face, Submission
-from moderation.models import ReviewCase, ReviewEvent
+from moderation.models import (
+    HashBank,
+    HashBankEntry,
+    ImageMatch,
+    InheritedOutcome,
+    ReviewCase,
+    ReviewEvent,
+)
 from moderation.rules import review_case_queue_order
 
 
@@ -28,11 +38,20 @@ def review_case_get(*, case_id: uuid.UUID) -> ReviewCase | None:
 
 @dataclass(frozen=True)
 class SubmissionOutcome:
-    """The moderation outcome shown to the uploader. Notes and moderators stay internal."""
+    """The moderation outcome shown to the uploader. Notes and moderators stay internal.
+
+    `inherited_from` is set when the outcome is that of a near-copy's case (decisions
+    follow the image); which case it is, is for moderators only.
+    """
 
     state: str
     label: str
     decided_at: datetime | None
+    inherited_from: InheritedOutcome | None = None
+
+    @property
+    def inherited(self) -> bool:
+        return self.inherited_from is not None
 
 
 PENDING_REVIEW = "pending_review"
@@ -55,11 +74,20 @@ def review_case_outcome(*, case: ReviewCase) -> SubmissionOutcome:
 def submission_outcome(*, submission: Submission) -> SubmissionOutcome | None:
     """None when the submission never needed review.
 
-    Reads the submission's `review_case` relation, so a list fetched with
-    `select_related("review_case")` costs no query per row.
+    Its own case decides; without one, the case of the near-copy it inherited from. Reads
+    the `review_case` and `inherited_outcome` relations, so a list fetched with
+    `select_related(*OUTCOME_RELATIONS)` costs no query per row.
     """
     case = getattr(submission, "review_case", None)
-    return review_case_outcome(case=case) if case is not None else None
+    if case is not None:
+        return review_case_outcome(case=case)
+    inherited = getattr(submission, "inherited_outcome", None)
+    if inherited is None:
+        return None
+    return replace(review_case_outcome(case=inherited.source_case), inherited_from=inherited)
+
+
+OUTCOME_RELATIONS = ("review_case", "inherited_outcome__source_case")
 
 
 # --- The queue ------------------------------------------------------------------------------------
@@ -77,6 +105,14 @@ STATE_FILTERS = [
     (ReviewCase.State.CLEARED.value, "Cleared as authentic"),
     (STATE_ALL, "All"),
 ]
+
+# The filters that show only undecided cases, where a cluster of near-copies is one row.
+CLUSTERED_FILTERS = (
+    STATE_OPEN,
+    STATE_PENDING,
+    STATE_IN_REVIEW,
+    ReviewCase.State.ESCALATED.value,
+)
 
 AGE_FILTERS = [
     ("", "Any age"),
@@ -126,7 +162,16 @@ def review_case_queue(
     if filters.age:
         lookup, age = _AGE_LIMITS[filters.age]
         cases = cases.filter(**{f"opened_at__{lookup}": now - age})
-    return cases.order_by(*review_case_queue_order(user=user))
+    order = review_case_queue_order(user=user)
+    if filters.state in CLUSTERED_FILTERS:
+        # Near-copies waiting together show as one row: the most urgent case of each
+        # cluster, with `cluster_size` the number of its cases these filters select.
+        cluster = Coalesce(F("cluster"), F("id"))
+        cases = cases.annotate(
+            cluster_size=Window(Count("pk"), partition_by=[cluster]),
+            cluster_rank=Window(RowNumber(), partition_by=[cluster], order_by=list(order)),
+        ).filter(cluster_rank=1)
+    return cases.order_by(*order)
 
 
 def review_case_counts(*, now: datetime | None = None) -> dict[str, int]:
@@ -158,7 +203,7 @@ def uploader_other_submissions(*, case: ReviewCase, limit: int = 20) -> list[Upl
     submissions = (
         Submission.objects.filter(uploader_id=case.submission.uploader_id)
         .exclude(pk=case.submission_id)
-        .select_related("review_case")
+        .select_related(*OUTCOME_RELATIONS)
         .order_by("-queued_at")[:limit]
     )
     rows = []
@@ -167,7 +212,7 @@ def uploader_other_submissions(*, case: ReviewCase, limit: int = 20) -> list[Upl
         rows.append(
             UploaderSubmission(
                 submission=submission,
-                outcome=review_case_outcome(case=other_case) if other_case else None,
+                outcome=submission_outcome(submission=submission),
                 case_id=other_case.pk if other_case else None,
             )
         )
@@ -184,6 +229,106 @@ def review_case_same_image_decisions(*, case: ReviewCase) -> QuerySet[ReviewCase
         .select_related("submission__uploader", "decided_by")
         .order_by("-decided_at")
     )
+
+
+# --- Near-copies and hash banks ------------------------------------------------------------
+
+
+def review_case_cluster_others(*, case: ReviewCase) -> QuerySet[ReviewCase]:
+    """The other open cases of the case's cluster: near-copies that one decision settles."""
+    if case.cluster is None:
+        return ReviewCase.objects.none()
+    return (
+        ReviewCase.objects.filter(cluster=case.cluster, state__in=ReviewCase.OPEN_STATES)
+        .exclude(pk=case.pk)
+        .select_related("submission__uploader")
+        .order_by("opened_at", "id")
+    )
+
+
+def review_cases_with_clusters(*, cases: Iterable[ReviewCase]) -> list[ReviewCase]:
+    """The cases and the other open cases of their clusters: what a decision on them settles."""
+    chosen = list(cases)
+    clusters = {case.cluster for case in chosen if case.cluster}
+    others = ReviewCase.objects.filter(
+        cluster__in=clusters, state__in=ReviewCase.OPEN_STATES
+    ).exclude(pk__in=[case.pk for case in chosen])
+    return [*chosen, *others]
+
+
+@dataclass(frozen=True)
+class NearCopy:
+    """One near-copy of a submission's image: another submission, or a hash bank entry."""
+
+    distance: int
+    submission: Submission | None = None
+    outcome: SubmissionOutcome | None = None
+    bank_entry: HashBankEntry | None = None
+
+
+def submission_near_copies(*, submission: Submission) -> list[NearCopy]:
+    """Near-copies found when this submission was analysed, and later submissions that found
+    it, nearest first, with their moderation outcomes; then bank entries."""
+    found = ImageMatch.objects.filter(submission=submission).select_related(
+        *(f"matched_submission__{name}" for name in (*OUTCOME_RELATIONS, "uploader")),
+        "bank_entry__bank",
+    )
+    found_by = ImageMatch.objects.filter(matched_submission=submission).select_related(
+        *(f"submission__{name}" for name in (*OUTCOME_RELATIONS, "uploader"))
+    )
+    return near_copies_of(submission=submission, found=found, found_by=found_by)
+
+
+def near_copies_of(
+    *, submission: Submission, found: Iterable[ImageMatch], found_by: Iterable[ImageMatch]
+) -> list[NearCopy]:
+    """Combine the matches a submission found and those that found it (prefetched or not)."""
+    others: dict[uuid.UUID, NearCopy] = {}
+    banks = []
+    for match in found:
+        if match.bank_entry is not None:
+            banks.append(NearCopy(distance=match.distance, bank_entry=match.bank_entry))
+        elif match.matched_submission is not None:
+            _keep_nearest(others, match.matched_submission, match.distance)
+    for match in found_by:
+        _keep_nearest(others, match.submission, match.distance)
+    others.pop(submission.pk, None)
+    copies = sorted(others.values(), key=lambda copy: copy.distance)
+    return copies + sorted(banks, key=lambda copy: copy.distance)
+
+
+def _keep_nearest(copies: dict[uuid.UUID, NearCopy], other: Submission, distance: int) -> None:
+    known = copies.get(other.pk)
+    if known is None or known.distance > distance:
+        copies[other.pk] = NearCopy(
+            distance=distance, submission=other, outcome=submission_outcome(submission=other)
+        )
+
+
+def review_case_inherited_by(*, case: ReviewCase) -> QuerySet[InheritedOutcome]:
+    """Near-copies uploaded later that show this case's outcome instead of a case of their own."""
+    return (
+        InheritedOutcome.objects.filter(source_case=case, submission__review_case__isnull=True)
+        .select_related("submission__uploader")
+        .order_by("-inherited_at")
+    )
+
+
+def hash_banks_known_manipulated() -> QuerySet[HashBank]:
+    return HashBank.objects.filter(kind=HashBank.Kind.KNOWN_MANIPULATED).order_by("name")
+
+
+def hash_bank_export(*, bank: HashBank) -> str:
+    """The bank as text, in the order its hashes were added: one 64-hex-digit PDQ hash per
+    line, then a comma and the label when there is one (what `hash_bank_import` reads)."""
+    lines = [
+        f"{pdq},{label}" if label else pdq
+        for pdq, label in HashBankEntry.objects.filter(bank=bank)
+        .order_by("id")
+        .values_list("pdq", "label")
+        .iterator(chunk_size=5000)
+    ]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def review_case_events(*, case: ReviewCase) -> QuerySet[ReviewEvent]:

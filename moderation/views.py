@@ -33,15 +33,17 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from deepfake_site.http import SignedInRequest
-from detection.selectors import model_caution
+from detection.selectors import model_caution, submission_get_for_user
 from moderation import rules, selectors, services
 from moderation.charts import bar_chart, line_chart
 from moderation.forms import (
+    AddToBankForm,
     BulkDecisionForm,
     DecisionForm,
     DecisionLogFilterForm,
     QueueFilterForm,
     ReleaseForm,
+    ReopenInheritedForm,
 )
 from moderation.metrics import moderation_metrics
 from moderation.models import Decision, ReviewCase, ReviewEvent
@@ -153,15 +155,30 @@ def case_decide(request: SignedInRequest, case_id: uuid.UUID) -> HttpResponse:
     form = DecisionForm(request.POST, case=case)
     if form.is_valid():
         decision = Decision(form.cleaned_data["decision"])
+        note = form.cleaned_data["note"]
         try:
-            services.review_case_decide(
-                case=case, user=request.user, decision=decision, note=form.cleaned_data["note"]
-            )
+            if form.cleaned_data["only_this_case"]:
+                services.review_case_decide(
+                    case=case, user=request.user, decision=decision, note=note
+                )
+                settled = services.BulkResult(changed=[case])
+            else:
+                settled = services.review_case_decide_cluster(
+                    case=case, user=request.user, decision=decision, note=note
+                )
         except ValidationError as error:
             form.add_error(None, error)
         else:
             name = case.submission.original_filename or "the photo"
-            messages.success(request, f"{decision.label}: {name}.")
+            copies = len(settled.changed) - 1
+            also = f" and {copies} near-cop{'y' if copies == 1 else 'ies'}" if copies else ""
+            messages.success(request, f"{decision.label}: {name}{also}.")
+            for skipped, reason in settled.refused:
+                messages.warning(
+                    request,
+                    f"Near-copy {skipped.submission.original_filename or skipped.pk} "
+                    f"not decided: {reason}",
+                )
             return _open_next_case(request)
     return _render_case(request, case, form, ReleaseForm(), status=400)
 
@@ -182,6 +199,48 @@ def case_release(request: SignedInRequest, case_id: uuid.UUID) -> HttpResponse:
             messages.success(request, "Case released back to the queue.")
             return redirect("moderation:queue")
     return _render_case(request, case, DecisionForm(case=case), form, status=400)
+
+
+@require_POST
+@reviewer_required
+def case_add_to_bank(request: SignedInRequest, case_id: uuid.UUID) -> HttpResponse:
+    case = _get_case(case_id)
+    form = AddToBankForm(request.POST)
+    if form.is_valid():
+        try:
+            entry = services.hash_bank_add_from_case(
+                case=case,
+                bank=form.cleaned_data["bank"],
+                user=request.user,
+                label=form.cleaned_data["label"],
+            )
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, f"Added to the hash bank “{entry.bank.name}”.")
+    else:
+        messages.error(request, "Choose a known-manipulated bank.")
+    return redirect("moderation:case-detail", case_id=case.pk)
+
+
+@require_POST
+@reviewer_required
+def submission_reopen_inherited(request: SignedInRequest, submission_id: uuid.UUID) -> HttpResponse:
+    """Open a case of its own for a submission that inherited a near-copy's outcome."""
+    submission = submission_get_for_user(submission_id=submission_id, user=request.user)
+    if submission is None:
+        raise Http404("No such submission.")
+    form = ReopenInheritedForm(request.POST)
+    note = form.cleaned_data["note"] if form.is_valid() else ""
+    try:
+        case = services.review_case_reopen_inherited(
+            submission=submission, user=request.user, note=note
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("detection:submission-detail", submission_id=submission.pk)
+    messages.success(request, "The photo has a case of its own now, pending review.")
+    return redirect("moderation:case-detail", case_id=case.pk)
 
 
 @require_POST
@@ -417,9 +476,22 @@ def _render_case(
             "release_form": release_form,
             "other_submissions": selectors.uploader_other_submissions(case=case),
             "same_image": selectors.review_case_same_image_decisions(case=case),
+            "cluster_others": list(selectors.review_case_cluster_others(case=case)),
+            "near_copies": selectors.submission_near_copies(submission=submission),
+            "inherited_by": selectors.review_case_inherited_by(case=case),
+            "add_to_bank_form": _add_to_bank_form(request, case),
             "events": selectors.review_case_events(case=case),
             "caution": model_caution(),
             "shortcuts": CASE_SHORTCUTS,
         },
         status=status,
     )
+
+
+def _add_to_bank_form(request: SignedInRequest, case: ReviewCase) -> AddToBankForm | None:
+    """The form, where this user may add this confirmed case to a known-manipulated bank."""
+    if case.state != ReviewCase.State.CONFIRMED or not rules.user_may_add_to_banks(
+        user=request.user
+    ):
+        return None
+    return AddToBankForm()

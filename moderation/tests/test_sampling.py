@@ -14,7 +14,7 @@ from django.urls import reverse
 from detection.models import Submission
 from moderation import selectors, services
 from moderation.metrics import moderation_metrics
-from moderation.models import Decision, ReviewCase, ReviewEvent
+from moderation.models import Decision, HashBank, ReviewCase, ReviewEvent
 from moderation.rules import OWN_FIRST_REVIEW
 from moderation.tests.factories import ModeratorFactory, SubmissionFactory
 
@@ -41,6 +41,32 @@ def test_sampled_unflagged_photo_opens_a_quality_check_after_every_flagged_case(
     assert check is not None and check.kind == ReviewCase.Kind.QA
     assert check.priority < flagged.priority
     assert services.review_case_claim_next(user=moderator) == flagged
+
+
+def test_photos_whose_outcome_a_match_settles_are_not_quality_checks(
+    settings: Any, uploader: User, moderator: User
+) -> None:
+    """A copy of a decided image inherits its outcome, and a known-authentic bank match is
+    already known: neither is a sample of what the model alone lets through."""
+    settings.QA_SAMPLE_RATE = 1
+    pdq = "f" * 32 + "0" * 32
+    decided = SubmissionFactory.create(
+        pdq=pdq, pdq_quality=100, verdict=Submission.Verdict.FAKE, fake_probability=0.9
+    )
+    case = services.review_case_open(submission=decided)
+    assert case is not None
+    services.review_case_decide(case=case, user=moderator, decision=Decision.CLEAR, note="ok")
+    copy = SubmissionFactory.create(
+        uploader=uploader, pdq=pdq, pdq_quality=100, verdict=Submission.Verdict.REAL
+    )
+    assert services.review_case_open(submission=copy) is None
+
+    authentic = HashBank.objects.create(name="originals", kind=HashBank.Kind.KNOWN_AUTHENTIC)
+    services.hash_bank_import(bank=authentic, text="0" * 32 + "f" * 32, user=None)
+    banked = SubmissionFactory.create(
+        pdq="0" * 32 + "f" * 32, pdq_quality=100, verdict=Submission.Verdict.REAL
+    )
+    assert services.review_case_open(submission=banked) is None
 
 
 def test_deciding_a_quality_check_moves_the_false_negative_estimate(

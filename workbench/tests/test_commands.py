@@ -59,7 +59,9 @@ def test_benchmark_times_the_reference_pipeline_against_ours_and_checks_their_pa
         repeat=1,
     )
     assert "our classifier in onnxruntime" in output
-    assert re.search(r"^fake_frame_0\.jpg\s+2\s+[\d.]+\s+[\d.]+\s+[\d.]+", output, re.MULTILINE)
+    assert re.search(
+        r"^fake_frame_0\.jpg\s+960x540\s+2\s+[\d.]+\s+[\d.]+\s+[\d.]+", output, re.MULTILINE
+    )
     assert re.search(r"speed-up: [\d.]+x on the mean, [\d.]+x median per image", output)
     assert re.search(r"largest \|dP\(fake\)\| of the classifiers on the same crop: ", output)
     assert "parity checks passed" in output
