@@ -29,6 +29,8 @@ from moderation.rules import (
     review_case_states_claimable,
     review_cases_not_uploaded_by,
 )
+from moderation.selectors import review_case_outcome
+from webhooks import services as webhook_services
 
 FLAGGED_VERDICTS = (Submission.Verdict.FAKE, Submission.Verdict.UNCERTAIN)
 VERDICTS = tuple(Submission.Verdict.values)
@@ -227,6 +229,13 @@ def review_case_decide(
         ReviewEvent.objects.create(
             case_id=case.pk, kind=kind, actor=user, note=note, created_at=now
         )
+        if decided:
+            # The uploader's platform learns the outcome once the decision is committed.
+            decided_case = ReviewCase.objects.select_related("submission").get(pk=case.pk)
+            webhook_services.submission_decided_notify(
+                submission=decided_case.submission,
+                outcome=review_case_outcome(case=decided_case),
+            )
     case.refresh_from_db()
     return case
 

@@ -1,0 +1,100 @@
+"""What the JSON API's parts share: errors from the services, and how the OpenAPI schema
+documents every operation's errors.
+
+Every error is `{"code", "detail"}` (plus `fields` for invalid input; see
+`detection.api.exception_handler`). Each operation's schema lists the errors it can give:
+the schema class derives most of them from the operation (authentication, a body, path
+parameters, a page) and a view names the rest in `error_statuses` (a conflict, the upload
+limits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import APIException
+from rest_framework.exceptions import ValidationError as InvalidInput
+from rest_framework.permissions import AllowAny
+
+ERROR_DESCRIPTIONS = {
+    400: "The request is invalid: `fields` says which input and why.",
+    401: "No valid API token: send `Authorization: Token <key>`.",
+    403: "The account may not do this (moderators and staff only), or a session request "
+    "lacked its CSRF token.",
+    404: "No such object visible to this account, or no such page.",
+    409: "The object's state does not allow this now (decided, claimed by someone else, "
+    "not held by you).",
+    411: "The body was sent without a Content-Length header.",
+    413: "The photo is larger than the upload limit.",
+    415: "The body is not in a media type this operation reads.",
+    429: "Too many requests for now; the Retry-After header says when to come back.",
+    503: "A service the request needs is briefly unavailable; Retry-After says when to retry.",
+}
+
+
+# Documentation only: the body of every error response.
+ErrorSerializer = inline_serializer(
+    "Error",
+    {
+        "code": serializers.CharField(help_text="Machine-readable reason, e.g. `not_found`."),
+        "detail": serializers.CharField(help_text="The reason in words, for people."),
+        "fields": serializers.DictField(
+            child=serializers.JSONField(),
+            required=False,
+            help_text="Only for `invalid`: each faulty input with its messages.",
+        ),
+    },
+)
+
+
+class Conflict(APIException):
+    """The object's state refuses the action now (409); `code` names the reason."""
+
+    status_code = 409
+    default_code = "conflict"
+    default_detail = "The object's state does not allow this now."
+
+
+def invalid_input(error: DjangoValidationError) -> InvalidInput:
+    """A service's refusal of the input as the API's 400, field by field where it says."""
+    if hasattr(error, "error_dict"):
+        return InvalidInput(error.message_dict)
+    return InvalidInput({"non_field_errors": error.messages})
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema, with every operation's error responses listed."""
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        responses: dict[str, Any] = super()._get_response_bodies(direction)
+        for status in sorted(self._error_statuses()):
+            response = self._get_response_for_code(ErrorSerializer, str(status))
+            response["description"] = ERROR_DESCRIPTIONS[status]
+            responses.setdefault(str(status), response)
+        return responses
+
+    def _error_statuses(self) -> set[int]:
+        # A view lists the errors only it knows of (a conflict, the upload limits).
+        statuses = set(getattr(self.view, "error_statuses", ()))
+        has_body = self.method in ("POST", "PUT", "PATCH") and self._get_request_body()
+        if has_body:
+            statuses |= {400, 415}
+        if any(not isinstance(p, AllowAny) for p in self.view.get_permissions()):
+            statuses.add(401)
+            if self.method not in ("GET", "HEAD", "OPTIONS"):
+                # A session request without its CSRF token (browsers; token clients never).
+                statuses.add(403)
+        if "{" in self.path:
+            statuses.add(404)
+        if self._is_list_view() and self._get_paginator():
+            statuses |= {400, 404}  # a bad page_size; a page past the last
+        if any(
+            isinstance(parameter, OpenApiParameter) and parameter.location == "query"
+            for parameter in self.get_override_parameters()
+        ):
+            statuses.add(400)  # a filter outside its choices
+        return statuses
