@@ -169,7 +169,7 @@ def _emit(*, owner_id: int, event: str, data: dict[str, Any]) -> list[WebhookDel
 
 def webhook_delivery_resend(*, delivery: WebhookDelivery) -> WebhookDelivery:
     """The same event and body again, as a new delivery (its own id and attempts)."""
-    endpoint = delivery.endpoint
+    endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
     if not endpoint.is_active:
         raise ValidationError(
             "This endpoint is off: turn it on before sending to it again.",
@@ -318,16 +318,20 @@ def webhook_deliveries_sweep(*, now: datetime | None = None) -> list[uuid.UUID]:
     """Send what is due and was never sent, free attempts whose worker died, and drop
     delivery records older than WEBHOOK_DELIVERY_RETENTION_DAYS. The sent ids come back."""
     now = now or timezone.now()
-    WebhookDelivery.objects.filter(
+    dead_claims = WebhookDelivery.objects.filter(
         status=WebhookDelivery.Status.SENDING,
         claimed_at__lt=now - timedelta(seconds=_STALE_CLAIM_SECONDS),
-    ).update(status=WebhookDelivery.Status.PENDING, claimed_at=None, next_attempt_at=now)
-    due = list(
-        WebhookDelivery.objects.filter(
-            status=WebhookDelivery.Status.PENDING,
-            next_attempt_at__lte=now - timedelta(seconds=_UNSENT_GRACE_SECONDS),
-        ).values_list("id", flat=True)
     )
+    freed = list(dead_claims.values_list("id", flat=True))
+    # The attempt that died counts; the next one is due at once.
+    dead_claims.filter(id__in=freed).update(
+        status=WebhookDelivery.Status.PENDING, claimed_at=None, next_attempt_at=now
+    )
+    unsent = WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING,
+        next_attempt_at__lte=now - timedelta(seconds=_UNSENT_GRACE_SECONDS),
+    ).values_list("id", flat=True)
+    due = [*freed, *(delivery_id for delivery_id in unsent if delivery_id not in freed)]
     for delivery_id in due:
         webhook_delivery_send(delivery_id=delivery_id)
     WebhookDelivery.objects.filter(
