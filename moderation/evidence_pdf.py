@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -73,7 +74,7 @@ def evidence_pdf(evidence: Mapping[str, Any]) -> bytes:
             18 * mm,
             9 * mm,
             f"Faceproof evidence package · submission {submission['id']} · "
-            f"generated {evidence['generated_at']} by {evidence['generated_by']}",
+            f"generated {_when(evidence['generated_at'])} by {evidence['generated_by']}",
         )
         canvas.drawRightString(A4[0] - 18 * mm, 9 * mm, f"page {doc.page}")
 
@@ -88,7 +89,7 @@ def _story(evidence: Mapping[str, Any]) -> list[Flowable]:
         Paragraph("Faceproof evidence package", _STYLES["Title"]),
         Paragraph(
             _text(
-                f"Generated {evidence['generated_at']} by {evidence['generated_by']} "
+                f"Generated {_when(evidence['generated_at'])} by {evidence['generated_by']} "
                 f"from {evidence['site']} (format {evidence['format']})."
             ),
             _SMALL,
@@ -99,8 +100,8 @@ def _story(evidence: Mapping[str, Any]) -> list[Flowable]:
                 ("Submission", _code(submission["id"])),
                 ("File name", _text(submission["original_filename"])),
                 ("Uploader", _text(submission["uploader"])),
-                ("Uploaded", _text(submission["uploaded_at"])),
-                ("Analysed", _text(submission["analysed_at"] or "not analysed")),
+                ("Uploaded", _text(_when(submission["uploaded_at"]))),
+                ("Analysed", _text(_when(submission["analysed_at"]))),
                 ("Status", _text(submission["status"])),
                 ("Model verdict", _text(_verdict(submission["verdict"]))),
                 ("P(fake)", _text(_probability(submission["fake_probability"]))),
@@ -232,7 +233,7 @@ def _decision_chain(events: list[Mapping[str, Any]]) -> list[Flowable]:
     header = [Paragraph(f"<b>{title}</b>", _BODY) for title in ("When", "What", "Who", "Note")]
     rows = [
         [
-            Paragraph(_text(event["at"]), _SMALL),
+            Paragraph(_text(_when(event["at"])), _SMALL),
             Paragraph(_text(event["description"]), _BODY),
             Paragraph(_text(event["actor"] or "system"), _BODY),
             Paragraph(_text(event["note"] or "-"), _BODY),
@@ -241,7 +242,7 @@ def _decision_chain(events: list[Mapping[str, Any]]) -> list[Flowable]:
     ]
     table = Table(
         [header, *rows],
-        colWidths=[38 * mm, 32 * mm, 28 * mm, _WIDTH - 98 * mm],
+        colWidths=[34 * mm, 30 * mm, 28 * mm, _WIDTH - 92 * mm],
         repeatRows=1,
     )
     table.setStyle(
@@ -283,6 +284,14 @@ def _code(value: object) -> str:
     return f'<font face="Courier" size="8">{escape(str(value))}</font>'
 
 
+def _when(moment: str | None) -> str:
+    """An ISO time from the JSON, as people read it, in UTC."""
+    if not moment:
+        return "-"
+    parsed = datetime.fromisoformat(moment).astimezone(UTC)
+    return f"{parsed:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def _verdict(verdict: str | None) -> str:
     return _VERDICTS.get(verdict or "", "none")
 
@@ -296,7 +305,7 @@ def _moderation_line(moderation: Mapping[str, Any] | None) -> str:
         return "not flagged for review"
     line = moderation["state_label"]
     if moderation["decided_by"]:
-        line += f" by {moderation['decided_by']} at {moderation['decided_at']}"
+        line += f" by {moderation['decided_by']} at {_when(moderation['decided_at'])}"
     return line
 
 
