@@ -18,7 +18,7 @@ from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
 from rest_framework.exceptions import ValidationError as InvalidInput
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 
 ERROR_DESCRIPTIONS = {
     400: "The request is invalid: `fields` says which input and why.",
@@ -49,6 +49,15 @@ ErrorSerializer = inline_serializer(
         ),
     },
 )
+
+
+class StrictCharField(serializers.CharField):
+    """Text that must be sent as a JSON string: DRF's CharField would take 0 as "0"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class Conflict(APIException):
@@ -83,11 +92,14 @@ class AutoSchema(SpectacularAutoSchema):
         has_body = self.method in ("POST", "PUT", "PATCH") and self._get_request_body()
         if has_body:
             statuses |= {400, 415}
-        if any(not isinstance(p, AllowAny) for p in self.view.get_permissions()):
+        permissions = self.view.get_permissions()
+        if any(not isinstance(p, AllowAny) for p in permissions):
             statuses.add(401)
             if self.method not in ("GET", "HEAD", "OPTIONS"):
                 # A session request without its CSRF token (browsers; token clients never).
                 statuses.add(403)
+        if any(type(p) not in (AllowAny, IsAuthenticated) for p in permissions):
+            statuses.add(403)  # a role the account lacks
         if "{" in self.path:
             statuses.add(404)
         if self._is_list_view() and self._get_paginator():

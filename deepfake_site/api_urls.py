@@ -16,5 +16,7 @@ urlpatterns = [
     *moderation_urls,
     *webhook_urls,
     # Last: every other path under the API answers in the API's own error format.
-    re_path(r"^.*$", detection_api.not_found, name="not-found"),
+    # [\s\S], not ".": paths with a line break in them too, which Django's HTML 404 page
+    # would answer otherwise.
+    re_path(r"^[\s\S]*$", detection_api.not_found, name="not-found"),
 ]

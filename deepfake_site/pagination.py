@@ -15,14 +15,22 @@ class PageNumberPagination(pagination.PageNumberPagination):
     not a positive whole number is an error, not silently the default."""
 
     page_size_query_param = "page_size"
+    # The schema says `page` is a number; "last" would be a second, undocumented kind.
+    last_page_strings = ()
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param or "")
         if raw is None:
             return int(self.page_size or 0)
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValidationError({"page_size": ["Give a whole number of 1 or more."]})
-        return min(int(raw), settings.API_MAX_PAGE_SIZE)
+        return min(
+            _positive_whole_number(self.page_size_query_param or "", raw),
+            settings.API_MAX_PAGE_SIZE,
+        )
+
+    def get_page_number(self, request: Request, paginator: Any) -> int:
+        raw = request.query_params.get(self.page_query_param)
+        # A page past the last is still 404 (DRF's "Invalid page."): it was a number.
+        return 1 if raw is None else _positive_whole_number(self.page_query_param, raw)
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         return [
@@ -30,7 +38,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
                 "name": self.page_query_param,
                 "required": False,
                 "in": "query",
-                "description": "Page number, from 1.",
+                "description": "Page number, from 1 (past the last page: 404).",
                 "schema": {"type": "integer", "minimum": 1},
             },
             {
@@ -57,3 +65,9 @@ class PageNumberPagination(pagination.PageNumberPagination):
                 "results": schema,
             },
         }
+
+
+def _positive_whole_number(name: str, raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValidationError({name: ["Give a whole number of 1 or more."]})
+    return int(raw)

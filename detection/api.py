@@ -17,7 +17,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view, permission_classes
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    NotFound,
+    UnsupportedMediaType,
+    ValidationError,
+)
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -340,6 +345,9 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The gate reads the multipart body itself; anything else is refused before it.
+        if not request.content_type.startswith("multipart/form-data"):
+            raise UnsupportedMediaType(request.content_type)
         try:
             outcomes = uploads_accept(request._request, user=request.user)  # type: ignore[arg-type]
         except UploadRefused as refusal:

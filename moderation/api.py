@@ -31,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from deepfake_site.api import Conflict
+from deepfake_site.api import Conflict, StrictCharField
 from detection import selectors as detection_selectors
 from detection.api import SubmissionSerializer
 from detection.models import Submission
@@ -200,7 +200,7 @@ class DecisionInputSerializer(serializers.Serializer[Any]):
         choices=Decision.choices,
         help_text="`confirm` (manipulated), `clear` (authentic) or `escalate` (to staff).",
     )
-    note = serializers.CharField(
+    note = StrictCharField(
         required=False,
         allow_blank=True,
         max_length=2000,
@@ -209,7 +209,7 @@ class DecisionInputSerializer(serializers.Serializer[Any]):
 
 
 class NoteInputSerializer(serializers.Serializer[Any]):
-    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    note = StrictCharField(required=False, allow_blank=True, max_length=2000)
 
 
 def _case(case_id: uuid.UUID) -> ReviewCase:

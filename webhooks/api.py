@@ -170,7 +170,11 @@ class EndpointDetail(generics.RetrieveUpdateDestroyAPIView[WebhookEndpoint]):
     def get_object(self) -> WebhookEndpoint:
         return _endpoint(self.request, self.kwargs["endpoint_id"])
 
-    @extend_schema(summary="Read one webhook endpoint", description="Its settings and state.")
+    @extend_schema(
+        summary="Read one webhook endpoint",
+        description="Its URL and events, whether it is on, its failures in a row and, when "
+        "the service turned it off, why.",
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
