@@ -19,6 +19,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import APIException
 from rest_framework.exceptions import ValidationError as InvalidInput
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
 
 ERROR_DESCRIPTIONS = {
     400: "The request is invalid: `fields` says which input and why.",
@@ -58,6 +59,14 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+def refuse_empty_parameters(request: Request, *names: str) -> None:
+    """A filter given as `?verdict=` is not one of its documented values: say so rather than
+    read it as "any" (leaving the parameter out means that)."""
+    empty = [name for name in names if request.query_params.get(name) == ""]
+    if empty:
+        raise InvalidInput({name: ["Give a value, or leave the parameter out."] for name in empty})
 
 
 class Conflict(APIException):

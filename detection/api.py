@@ -29,6 +29,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from deepfake_site.api import refuse_empty_parameters
 from detection import selectors
 from detection.forms import SubmissionFilterForm
 from detection.ml.quality import QualityReason
@@ -271,6 +272,7 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
     error_statuses = (411, 413, 429, 503)
 
     def get_queryset(self) -> Any:
+        refuse_empty_parameters(self.request, "status", "verdict")
         # The web page's filter form: the same choices, the same errors.
         filters = SubmissionFilterForm(self.request.query_params)
         if not filters.is_valid():

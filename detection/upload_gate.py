@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
 
 from detection import services
 from detection.throttling import RateLimitUnavailable, rate_limited_message, upload_rate_wait
@@ -76,6 +77,9 @@ def uploads_accept(request: HttpRequest, *, user: User) -> list[FileOutcome]:
         kept = iter(request.FILES.getlist(UPLOAD_FIELD))  # parses the body through the handler
     except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as error:
         raise UploadRefused(RejectionCode.REQUEST_TOO_LARGE, str(error)) from None
+    except MultiPartParserError:
+        message = "The request body is not a well-formed multipart form."
+        raise UploadRefused(RejectionCode.MALFORMED_REQUEST, message) from None
     received = [part for part in files_received(request) if part.field_name == UPLOAD_FIELD]
     if not received:
         raise UploadRefused(RejectionCode.MISSING_IMAGE, "Choose a photo to upload.")

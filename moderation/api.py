@@ -31,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from deepfake_site.api import Conflict, StrictCharField
+from deepfake_site.api import Conflict, StrictCharField, refuse_empty_parameters
 from detection import selectors as detection_selectors
 from detection.api import SubmissionSerializer
 from detection.models import Submission
@@ -232,6 +232,9 @@ class CaseList(generics.ListAPIView[ReviewCase]):
     permission_classes = REVIEWERS
 
     def get_queryset(self) -> Any:
+        refuse_empty_parameters(
+            self.request, "state", "verdict", "min_probability", "max_probability", "age"
+        )
         form = QueueFilterForm(self.request.query_params)
         if not form.is_valid():
             raise InvalidInput(
@@ -409,6 +412,7 @@ class Evidence(APIView):
         },
     )
     def get(self, request: Request, submission_id: uuid.UUID) -> Response:
+        refuse_empty_parameters(request, "format")
         submission = detection_selectors.submission_get_for_user(
             submission_id=submission_id, user=request.user
         )

@@ -147,6 +147,37 @@ def test_text_fields_take_json_strings_only() -> None:
 
 
 @pytest.mark.django_db
+def test_an_empty_filter_is_refused_not_read_as_any() -> None:
+    """Found by schemathesis: `?verdict=` is none of the documented values."""
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=ModeratorFactory.create())}")
+    submission = SubmissionFactory.create()
+    for url, name in (
+        (reverse("api:submission-list"), "status"),
+        (reverse("api:case-list"), "verdict"),
+        (reverse("api:submission-evidence", args=[submission.id]), "format"),
+    ):
+        response = api.get(url, {name: ""})
+        assert response.status_code == 400, url
+        assert response.json()["fields"] == {name: ["Give a value, or leave the parameter out."]}
+
+
+@pytest.mark.django_db
+def test_a_malformed_multipart_body_is_refused_in_json() -> None:
+    """Found by schemathesis: Django's own 400 page answered a body it could not parse."""
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=UserFactory.create())}")
+    # A part whose headers run past Django's limit: its parser gives up on the body.
+    body = b"--b5b4\r\n" + b"X" * 2000 + b"\r\n\r\nphoto\r\n--b5b4--\r\n"
+    response = api.generic(
+        "POST",
+        reverse("api:submission-list"),
+        body,
+        content_type="multipart/form-data; boundary=b5b4",
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_request"
+
+
+@pytest.mark.django_db
 def test_any_unknown_api_path_answers_in_json_line_breaks_included() -> None:
     """Found by schemathesis: "." in the catch-all route did not match a line break."""
     api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=UserFactory.create())}")
