@@ -62,7 +62,7 @@ def test_the_queue_lists_cases_by_priority_with_the_pages_filters(
     assert row["submission"]["uploader"] == "uploader"
     assert row["url"].endswith(reverse("api:case-detail", args=[high.pk]))
 
-    filtered = api.get(reverse("api:case-list"), {"verdict": "uncertain", "max_probability": 50})
+    filtered = api.get(reverse("api:case-list"), {"verdict": "uncertain", "max_probability": "50"})
     assert [row["id"] for row in filtered.json()["results"]] == [str(low.pk)]
     invalid = api.get(reverse("api:case-list"), {"min_probability": 80, "max_probability": 20})
     assert invalid.status_code == 400 and invalid.json()["code"] == "invalid"

@@ -178,7 +178,7 @@ def test_the_pdf_renders_the_crops_and_heatmaps_on_its_first_page_and_holds_the_
         "Not my area.",
         NOTE,
         decided_case.submission.sha256,
-        MODEL_DETAILS["checkpoint_sha256"],
+        str(MODEL_DETAILS["checkpoint_sha256"]),
         "temperature 1.7 (temperature scaling)",
         "PDQ not recorded",
     ):

@@ -25,7 +25,7 @@ from webhooks.tests.conftest import Receiver
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_addresses_allowed")]
 
-BOTH = [Event.SUBMISSION_ANALYSED, Event.SUBMISSION_DECIDED]
+BOTH: list[str] = [Event.SUBMISSION_ANALYSED, Event.SUBMISSION_DECIDED]
 
 
 @pytest.fixture
@@ -204,6 +204,7 @@ def test_retries_too_far_ahead_for_a_message_are_left_to_the_sweep(
         with django_capture_on_commit_callbacks(execute=True):
             services.webhook_delivery_attempt(delivery_id=delivery.id)
         delivery.refresh_from_db()
+        assert delivery.next_attempt_at is not None and delivery.last_attempt_at is not None
         last_wait = (delivery.next_attempt_at - delivery.last_attempt_at).total_seconds()
         due_now(delivery)
     assert [call.kwargs["countdown"] for call in broker.call_args_list] == [60, 180, 540]
