@@ -37,6 +37,40 @@ ERROR_DESCRIPTIONS = {
 }
 
 
+# What each error looks like, for the docs (real codes and messages of this API).
+ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
+    400: {
+        "code": "invalid",
+        "detail": "The request is invalid.",
+        "fields": {"page_size": ["Give a whole number of 1 or more."]},
+    },
+    401: {"code": "not_authenticated", "detail": "Authentication credentials were not provided."},
+    403: {
+        "code": "permission_denied",
+        "detail": "Only moderators and staff work the review queue.",
+    },
+    404: {"code": "not_found", "detail": "Not found."},
+    409: {"code": "refused", "detail": "This case was already decided: confirmed manipulated."},
+    411: {
+        "code": "length_required",
+        "detail": "Send the upload with a Content-Length header (chunked bodies are not accepted).",
+    },
+    413: {"code": "file_too_large", "detail": "The file is larger than the 20 MB limit."},
+    415: {
+        "code": "unsupported_media_type",
+        "detail": 'Unsupported media type "text/plain" in request.',
+    },
+    429: {
+        "code": "throttled",
+        "detail": "Too many uploads. Each account may send 30 per minute and each network "
+        "address 60 per minute; please wait a minute and try again.",
+    },
+    503: {
+        "code": "service_unavailable",
+        "detail": "Uploads are paused for a moment; please try again shortly.",
+    },
+}
+
 # Documentation only: the body of every error response.
 ErrorSerializer = inline_serializer(
     "Error",
@@ -84,14 +118,22 @@ def invalid_input(error: DjangoValidationError) -> InvalidInput:
     return InvalidInput({"non_field_errors": error.messages})
 
 
+# Each app's operations under one heading in the docs, in this order (settings list them).
+_TAGS = {"detection": "Submissions", "moderation": "Moderation", "webhooks": "Webhooks"}
+
+
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's schema, with every operation's error responses listed."""
+
+    def get_tags(self) -> list[str]:
+        return [_TAGS[type(self.view).__module__.split(".")[0]]]
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
         for status in sorted(self._error_statuses()):
             response = self._get_response_for_code(ErrorSerializer, str(status))
             response["description"] = ERROR_DESCRIPTIONS[status]
+            response["content"]["application/json"]["example"] = ERROR_EXAMPLES[status]
             responses.setdefault(str(status), response)
         return responses
 

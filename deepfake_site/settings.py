@@ -278,6 +278,14 @@ SPECTACULAR_SETTINGS = {
     # Fields that may be empty are null in the API, never "" beside an enum: no BlankEnum.
     "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "TAGS": [
+        {"name": "Submissions", "description": "Upload photos and read their analysis."},
+        {
+            "name": "Moderation",
+            "description": "The review queue, decisions and evidence (moderators and staff).",
+        },
+        {"name": "Webhooks", "description": "Signed events POSTed to your own server."},
+    ],
     # One name per choice set, wherever a serializer repeats it.
     "ENUM_NAME_OVERRIDES": {
         "VerdictEnum": "detection.models.Submission.Verdict",

@@ -336,7 +336,7 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
                                     "id": None,
                                     "url": None,
                                     "code": "file_too_large",
-                                    "detail": "The file is larger than 20 MB.",
+                                    "detail": "The file is larger than the 20 MB limit.",
                                     "retry_after": None,
                                 },
                             ]
