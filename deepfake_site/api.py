@@ -135,7 +135,22 @@ class AutoSchema(SpectacularAutoSchema):
             response["description"] = ERROR_DESCRIPTIONS[status]
             response["content"]["application/json"]["example"] = ERROR_EXAMPLES[status]
             responses.setdefault(str(status), response)
+        if self._takes_query_parameters():
+            # Said by the web server in front, not by the API: it reads the request line
+            # before anything of ours runs, and answers in HTML.
+            responses["414"] = {
+                "description": "The URL is longer than the web server reads (gunicorn: 4 KB; "
+                "nginx: 8 KB); answered by it in HTML, before the API sees the request.",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }
         return responses
+
+    def _takes_query_parameters(self) -> bool:
+        paginated = self._is_list_view() and self._get_paginator() is not None
+        return paginated or any(
+            isinstance(parameter, OpenApiParameter) and parameter.location == "query"
+            for parameter in self.get_override_parameters()
+        )
 
     def _error_statuses(self) -> set[int]:
         # A view lists the errors only it knows of (a conflict, the upload limits).
@@ -154,10 +169,7 @@ class AutoSchema(SpectacularAutoSchema):
         if "{" in self.path:
             statuses.add(404)
         if self._is_list_view() and self._get_paginator():
-            statuses |= {400, 404}  # a bad page_size; a page past the last
-        if any(
-            isinstance(parameter, OpenApiParameter) and parameter.location == "query"
-            for parameter in self.get_override_parameters()
-        ):
-            statuses.add(400)  # a filter outside its choices
+            statuses.add(404)  # a page past the last
+        if self._takes_query_parameters():
+            statuses.add(400)  # a page, a page size or a filter outside its values
         return statuses
