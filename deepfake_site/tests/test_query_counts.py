@@ -203,3 +203,14 @@ def test_webhook_deliveries_page_and_api(client: Client, uploader: User) -> None
     page = reverse("webhooks:endpoint-detail", args=[endpoint.id])
     assert_fixed_query_count(client, page, add)
     assert_fixed_query_count(api, reverse("api:webhook-deliveries", args=[endpoint.id]), add)
+
+
+def test_admin_webhook_lists(client: Client, uploader: User) -> None:
+    client.force_login(StaffFactory.create(is_superuser=True))
+    endpoint = WebhookEndpoint.objects.create(
+        owner=uploader, url="https://hooks.example/", events=["submission.decided"]
+    )
+    url = reverse("admin:webhooks_webhookendpoint_changelist")
+    assert_fixed_query_count(client, url, endpoints_of(uploader), bound=20)
+    url = reverse("admin:webhooks_webhookdelivery_changelist")
+    assert_fixed_query_count(client, url, deliveries_to(endpoint), bound=20)
