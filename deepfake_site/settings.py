@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "deepfake_site",
     "detection",
     "moderation",
+    "webhooks",
     "workbench",
 ]
 
@@ -208,6 +209,11 @@ UPLOAD_MAX_DECODE_BYTES = env.int("UPLOAD_MAX_DECODE_BYTES", default=320_000_000
 # Uploads one account may have queued or processing at once: beyond it the worker queue
 # would be one account's backlog.
 UPLOAD_MAX_IN_FLIGHT = env.int("UPLOAD_MAX_IN_FLIGHT", default=20)
+# Photos one request may carry (the batch form and the API's several `image` parts); each one
+# still passes every per-file check, rate limits included.
+UPLOAD_MAX_FILES = env.int("UPLOAD_MAX_FILES", default=10)
+# Beyond it Django stops reading the request, which is refused whole (REQUEST_TOO_LARGE).
+DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 # DATA_UPLOAD_MAX_MEMORY_SIZE does not count file data: this handler enforces the byte limit
 # while the body streams in, with or without a Content-Length header.
 FILE_UPLOAD_HANDLERS = [
@@ -226,7 +232,11 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-submissions": {
         "task": "detection.tasks.sweep_stuck_submissions",
         "schedule": SWEEP_INTERVAL_SECONDS,
-    }
+    },
+    "send-due-webhook-deliveries": {
+        "task": "webhooks.tasks.sweep_webhook_deliveries",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -238,21 +248,27 @@ REST_KNOX = {
     # Clients of the earlier DRF tokens already send `Authorization: Token <key>`.
     "AUTH_HEADER_PREFIX": "Token",
 }
+# `page_size` asks for more rows per page, up to this many.
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=100)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "deepfake_site.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "deepfake_site.api.AutoSchema",
     "EXCEPTION_HANDLER": "detection.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Faceproof API",
-    "DESCRIPTION": "Upload photos for deepfake analysis and read per-face results.",
+    "DESCRIPTION": (
+        "Upload photos for deepfake analysis and read per-face results; moderators work the "
+        "review queue and export evidence; every account can register webhooks. Every error "
+        "is a JSON object `{code, detail}`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -261,6 +277,27 @@ SPECTACULAR_SETTINGS = {
     # No badge image from validator.swagger.io: it would send the schema's address to a
     # third party, and the Content-Security-Policy loads images from this site only.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # Fields that may be empty are null in the API, never "" beside an enum: no BlankEnum.
+    "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "TAGS": [
+        {"name": "Submissions", "description": "Upload photos and read their analysis."},
+        {
+            "name": "Moderation",
+            "description": "The review queue, decisions and evidence (moderators and staff).",
+        },
+        {"name": "Webhooks", "description": "Signed events POSTed to your own server."},
+    ],
+    # One name per choice set, wherever a serializer repeats it.
+    "ENUM_NAME_OVERRIDES": {
+        "VerdictEnum": "detection.models.Submission.Verdict",
+        "SubmissionStatusEnum": "detection.models.Submission.Status",
+        "FaceQualityEnum": "detection.models.Face.Quality",
+        "CaseStateEnum": "moderation.models.ReviewCase.State",
+        "DecisionEnum": "moderation.models.Decision",
+        "WebhookEventEnum": "webhooks.models.Event",
+        "DeliveryStatusEnum": "webhooks.models.WebhookDelivery.Status",
+    },
 }
 
 # --- Accounts -----------------------------------------------------------------------------
@@ -390,6 +427,21 @@ UNCERTAIN_THRESHOLD = env.float("UNCERTAIN_THRESHOLD", default=0.3)  # and above
 DETECT_MAX_SIDE = env.int("DETECT_MAX_SIDE", default=1024)
 # Unset: one thread per physical core available to the process (a worker child's share).
 TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=None)
+
+# --- Webhooks -----------------------------------------------------------------------------
+# Links in webhook payloads (the worker that sends them has no request to take a host from).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Deliveries never go to private, loopback or link-local addresses (SSRF) unless this is on:
+# for tests and for receivers on the same private network.
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Attempt n+1 waits BASE * 3**(n-1) seconds after attempt n: with 8 attempts and 60 s, the
+# last one goes out about 18 hours after the first.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=60.0)
+# Deliveries in a row that used up every attempt before an endpoint is disabled.
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=5)
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
 
 # --- Moderation ---------------------------------------------------------------------------
 # How long "next case" reserves a case for one moderator; an unfinished case then returns

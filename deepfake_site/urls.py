@@ -24,8 +24,9 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("moderation/", include("moderation.urls")),
+    path("accounts/webhooks/", include("webhooks.urls")),
     path("", include("detection.urls")),
-    path("api/v1/", include("detection.api_urls")),
+    path("api/v1/", include("deepfake_site.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file (?script), not inline, and
     # api_docs.html drops its inline <style>: the Content-Security-Policy allows neither.

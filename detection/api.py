@@ -1,4 +1,4 @@
-"""The JSON API: upload a photo, read its analysis. Errors are {"code", "detail"}."""
+"""The JSON API: upload photos, read their analysis. Errors are {"code", "detail"}."""
 
 from __future__ import annotations
 
@@ -8,25 +8,33 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
+    OpenApiResponse,
     extend_schema,
     extend_schema_field,
     inline_serializer,
 )
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view, permission_classes
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    NotFound,
+    UnsupportedMediaType,
+    ValidationError,
+)
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from deepfake_site.api import refuse_empty_parameters
 from detection import selectors
 from detection.forms import SubmissionFilterForm
 from detection.ml.quality import QualityReason
 from detection.models import Face, Submission
-from detection.upload_gate import UploadRefused, upload_accept
+from detection.upload_gate import FileOutcome, UploadRefused, uploads_accept
 from moderation.rules import user_is_reviewer
 from moderation.selectors import near_copies_of, submission_outcome
 
@@ -122,6 +130,7 @@ _PROVENANCE_SCHEMA = {
 
 class SubmissionSerializer(serializers.ModelSerializer[Submission]):
     url = serializers.SerializerMethodField()
+    verdict = serializers.SerializerMethodField()
     faces = serializers.SerializerMethodField()
     overlay_url = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
@@ -173,6 +182,16 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
     def get_url(self, submission: Submission) -> str:
         path = reverse("api:submission-detail", kwargs={"submission_id": submission.id})
         return self.context["request"].build_absolute_uri(path)
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=Submission.Verdict.choices,
+            allow_null=True,
+            help_text="Null until the analysis has a verdict (and for no face or a failure).",
+        )
+    )
+    def get_verdict(self, submission: Submission) -> str | None:
+        return submission.verdict or None
 
     @extend_schema_field(FaceSerializer(many=True))
     def get_faces(self, submission: Submission) -> list[dict[str, Any]]:
@@ -344,13 +363,53 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
         return submission.queued_before  # type: ignore[attr-defined]
 
 
-class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
-    """List the caller's submissions, or upload a photo (multipart field `image`)."""
+class BatchItemSerializer(serializers.Serializer[FileOutcome]):
+    """What became of one photo of a request that carried several."""
 
+    filename = serializers.CharField(help_text="The name the file was sent with.")
+    outcome = serializers.ChoiceField(
+        choices=["accepted", "requeued", "duplicate", "rejected"],
+        help_text="`accepted`: stored and queued; `requeued`: the same photo failed before "
+        "and is analysed again; `duplicate`: you had sent these exact bytes; `rejected`: "
+        "not stored, see `code`.",
+    )
+    status = serializers.IntegerField(help_text="The HTTP status this photo alone would get.")
+    id = serializers.UUIDField(allow_null=True)
+    url = serializers.URLField(allow_null=True)
+    code = serializers.CharField(allow_null=True, help_text="Why it was rejected.")
+    detail = serializers.CharField(allow_null=True)
+    retry_after = serializers.IntegerField(
+        allow_null=True, help_text="Seconds to wait before sending it again, when that helps."
+    )
+
+
+BatchSerializer = inline_serializer("BatchUpload", {"results": BatchItemSerializer(many=True)})
+
+_UPLOAD_REQUEST = {
+    "multipart/form-data": {
+        "type": "object",
+        "properties": {
+            "image": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "minItems": 1,
+                "maxItems": 10,
+                "description": "One or more photos (JPEG, PNG or WebP), each its own `image` "
+                "part; at most UPLOAD_MAX_FILES (10 by default) in one request.",
+            }
+        },
+        "required": ["image"],
+    }
+}
+
+
+class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
     serializer_class = SubmissionSerializer
     parser_classes = [MultiPartParser]
+    error_statuses = (411, 413, 429, 503)
 
     def get_queryset(self) -> Any:
+        refuse_empty_parameters(self.request, "status", "verdict")
         # The web page's filter form: the same choices, the same errors.
         filters = SubmissionFilterForm(self.request.query_params)
         if not filters.is_valid():
@@ -367,48 +426,142 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
         )
 
     @extend_schema(
+        summary="List your submissions",
+        description="Your own uploads, newest first, each with its analysis and moderation "
+        "outcome; narrow them by `status` and `verdict`.",
         parameters=[
             OpenApiParameter("status", enum=Submission.Status.values, required=False),
             OpenApiParameter("verdict", enum=Submission.Verdict.values, required=False),
-        ]
+        ],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
-        request={
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {"image": {"type": "string", "format": "binary"}},
-                "required": ["image"],
-            }
+        summary="Upload photos for analysis",
+        description="Send one photo, or several, as `image` parts of a multipart body. One "
+        "photo: 202 with its new submission (queued; poll its `url` or register a webhook), or "
+        "200 with the existing one when you had sent these exact bytes before. Several: 207 "
+        "with one result per photo, in the order sent; each passes the same checks and rate "
+        "limits as a single upload.",
+        request=_UPLOAD_REQUEST,
+        responses={
+            202: OpenApiResponse(SubmissionSerializer, "Accepted and queued for analysis."),
+            200: OpenApiResponse(SubmissionSerializer, "You had sent these exact bytes before."),
+            207: OpenApiResponse(
+                BatchSerializer,
+                "Several photos: what became of each.",
+                examples=[
+                    OpenApiExample(
+                        "Two photos, one too large",
+                        value={
+                            "results": [
+                                {
+                                    "filename": "beach.jpg",
+                                    "outcome": "accepted",
+                                    "status": 202,
+                                    "id": "5f0c5a8e-3b7d-4c1e-9a51-0d7f3c2b9e41",
+                                    "url": "https://faceproof.example/api/v1/submissions/"
+                                    "5f0c5a8e-3b7d-4c1e-9a51-0d7f3c2b9e41/",
+                                    "code": None,
+                                    "detail": None,
+                                    "retry_after": None,
+                                },
+                                {
+                                    "filename": "scan.png",
+                                    "outcome": "rejected",
+                                    "status": 413,
+                                    "id": None,
+                                    "url": None,
+                                    "code": "file_too_large",
+                                    "detail": "The file is larger than the 20 MB limit.",
+                                    "retry_after": None,
+                                },
+                            ]
+                        },
+                    )
+                ],
+            ),
         },
-        responses={202: SubmissionSerializer, 200: SubmissionSerializer},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The gate reads the multipart body itself; anything else is refused before it.
+        if not request.content_type.startswith("multipart/form-data"):
+            raise UnsupportedMediaType(request.content_type)
         try:
-            outcome = upload_accept(request._request, user=request.user)  # type: ignore[arg-type]
+            outcomes = uploads_accept(request._request, user=request.user)  # type: ignore[arg-type]
         except UploadRefused as refusal:
             raise UploadRefusedError(refusal) from None
-        submission = selectors.submissions_with_results(
-            Submission.objects.filter(id=outcome.submission.id),
-            with_near_copies=user_is_reviewer(user=request.user),
-        ).get()
-        serializer = self.get_serializer(submission)
+        if len(outcomes) > 1:
+            results = [self._batch_item(outcome) for outcome in outcomes]
+            return Response({"results": results}, status=status.HTTP_207_MULTI_STATUS)
+        outcome = outcomes[0]
+        if outcome.refusal is not None:
+            raise UploadRefusedError(outcome.refusal)
+        assert outcome.accepted is not None
+        serializer = self.get_serializer(self._with_results(outcome.accepted.submission))
         return Response(
             serializer.data,
-            status=(
-                status.HTTP_202_ACCEPTED
-                if outcome.created or outcome.requeued
-                else status.HTTP_200_OK
-            ),
+            status=_accepted_status(outcome),
             headers={"Location": serializer.data["url"]},
         )
 
+    def _with_results(self, submission: Submission) -> Submission:
+        return selectors.submissions_with_results(
+            Submission.objects.filter(id=submission.id),
+            with_near_copies=user_is_reviewer(user=self.request.user),
+        ).get()
 
+    def _batch_item(self, outcome: FileOutcome) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "filename": outcome.filename,
+            "id": None,
+            "url": None,
+            "code": None,
+            "detail": None,
+            "retry_after": None,
+        }
+        if outcome.refusal is not None:
+            return {
+                **item,
+                "outcome": "rejected",
+                "status": outcome.refusal.status,
+                "code": outcome.refusal.code.value,
+                "detail": outcome.refusal.message,
+                "retry_after": outcome.refusal.retry_after,
+            }
+        assert outcome.accepted is not None
+        submission_id = outcome.accepted.submission.id
+        path = reverse("api:submission-detail", kwargs={"submission_id": submission_id})
+        kind = (
+            "accepted"
+            if outcome.accepted.created
+            else "requeued"
+            if outcome.accepted.requeued
+            else "duplicate"
+        )
+        return {
+            **item,
+            "outcome": kind,
+            "status": _accepted_status(outcome),
+            "id": str(submission_id),
+            "url": self.request.build_absolute_uri(path),
+        }
+
+
+def _accepted_status(outcome: FileOutcome) -> int:
+    assert outcome.accepted is not None
+    created_or_requeued = outcome.accepted.created or outcome.accepted.requeued
+    return status.HTTP_202_ACCEPTED if created_or_requeued else status.HTTP_200_OK
+
+
+@extend_schema(
+    summary="Read one submission",
+    description="Its status, verdict, per-face results (box, scores, quality, crop and "
+    "heatmap links) and moderation outcome. Uploaders see their own; moderators and staff "
+    "see every submission.",
+)
 class SubmissionRetrieve(generics.RetrieveAPIView[Submission]):
-    """One submission: its status, verdict, per-face results and moderation outcome."""
-
     serializer_class = SubmissionSerializer
 
     def get_object(self) -> Submission:

@@ -6,16 +6,21 @@ from detection.models import Submission
 from detection.validation import ALLOWED_FORMATS
 
 
+class MultiplePhotosInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
 class UploadForm(forms.Form):
     """The upload field as the page shows it; `upload_gate` checks what arrives."""
 
     # A plain FileField: validation.validate_image_upload decodes and checks the pixels,
-    # which ImageField would do with a far looser format list.
+    # which ImageField would do with a far looser format list. The page only renders it:
+    # the gate reads every `image` part of the request itself.
     image = forms.FileField(
-        label="Photo",
-        help_text="JPEG, PNG or WebP.",
+        label="Photos",
+        help_text="JPEG, PNG or WebP; several at once if you like.",
         required=False,  # the gate says why a file is missing, in the same words as the API
-        widget=forms.ClearableFileInput(
+        widget=MultiplePhotosInput(
             attrs={"accept": ",".join(ct for _, ct, _ in ALLOWED_FORMATS.values())}
         ),
     )

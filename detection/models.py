@@ -73,6 +73,9 @@ class Submission(models.Model):
     # The thresholds the verdict was decided with, shown beside it.
     flag_threshold = models.FloatField(null=True, blank=True)
     uncertain_threshold = models.FloatField(null=True, blank=True)
+    # The model as it was when it scored this image (name, checkpoint hash, thresholds,
+    # calibration, face-quality limits): evidence must not depend on what runs today.
+    model_details = models.JSONField(default=dict, blank=True)
     verdict = models.CharField(max_length=12, choices=Verdict.choices, blank=True, db_index=True)
     fake_probability = models.FloatField(null=True, blank=True)
     overlay = models.FileField(max_length=255, blank=True)

@@ -129,6 +129,8 @@ def _caution_of(checkpoint: Path, _card_changed: int) -> str | None:
     except CardError:
         return None
     return card.caution() if card else None
+
+
 def submissions_near(*, pdq: str, exclude_id: uuid.UUID | None = None) -> dict[uuid.UUID, int]:
     """The submissions whose image is a near-copy of a hash: PDQ within PDQ_MATCH_DISTANCE
     bits, quality at least PDQ_MIN_QUALITY (flat images hash alike). Ids with distances; on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -24,6 +25,7 @@ from PIL import Image
 
 from detection.ml.images import UnreadableImageError
 from detection.models import Face, Submission
+from detection.pipeline_config import pipeline_config_from_settings
 from detection.validation import (
     RejectionCode,
     UploadLimits,
@@ -32,6 +34,7 @@ from detection.validation import (
     validate_image_upload,
 )
 from moderation import services as moderation_services
+from webhooks import services as webhook_services
 
 if TYPE_CHECKING:
     from detection.ml.pipeline import AnalysisResult
@@ -285,11 +288,15 @@ def analysis_run(*, submission_id: uuid.UUID, task_id: str, worker: str) -> None
 
 
 def analysis_fail(*, submission_id: uuid.UUID, reason: str) -> None:
-    Submission.objects.filter(id=submission_id).update(
-        status=Submission.Status.FAILED,
-        failure_reason=reason,
-        finished_at=timezone.now(),
-    )
+    with transaction.atomic():
+        failed = Submission.objects.filter(id=submission_id).update(
+            status=Submission.Status.FAILED,
+            failure_reason=reason,
+            finished_at=timezone.now(),
+        )
+        if failed:
+            submission = Submission.objects.get(id=submission_id)
+            webhook_services.submission_analysed_notify(submission=submission)
 
 
 def sanitize_filename(filename: str) -> str:
@@ -324,7 +331,6 @@ def _claim(*, submission_id: uuid.UUID, task_id: str, worker: str) -> bool:
 
 def _analyze(submission: Submission) -> AnalysisResult:
     from detection.ml.pipeline import get_analyzer
-    from detection.pipeline_config import pipeline_config_from_settings
 
     with submission.image.open("rb") as stored:
         data = stored.read()
@@ -373,10 +379,16 @@ def _store_result(*, submission_id: uuid.UUID, task_id: str, result: AnalysisRes
         submission.model_trained = result.model.trained
         submission.flag_threshold = result.model.flag_threshold
         submission.uncertain_threshold = result.model.uncertain_threshold
+        submission.model_details = {
+            **result.model.details(),
+            "quality_thresholds": dataclasses.asdict(pipeline_config_from_settings().quality),
+        }
         submission.timings_ms = {key: round(value, 1) for key, value in result.timings_ms.items()}
         submission.failure_reason = ""
         submission.finished_at = timezone.now()
         submission.save()
+        # The platform hears of the analysis before any outcome it inherits (review_case_open).
+        webhook_services.submission_analysed_notify(submission=submission)
         moderation_services.review_case_open(submission=submission)
 
 

@@ -3,9 +3,10 @@
 Every upload passes the same checks in the same order: a body with a length, the rate
 limits, the byte limit (enforced while the body streams in), a file at all, then in
 `services.submission_create` the duplicate check, the limit on uploads in flight, the
-validation and storage. Each refusal carries a machine code (which sets the HTTP status), a
-message for people and, for passing reasons, when to try again; nothing is stored for a
-refused upload.
+validation and storage. A request may carry several photos (UPLOAD_MAX_FILES): each one
+passes the per-file checks on its own, rate limits included, and gets its own outcome.
+Each refusal carries a machine code (which sets the HTTP status), a message for people and,
+for passing reasons, when to try again; nothing is stored for a refused photo.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
 
 from detection import services
 from detection.throttling import RateLimitUnavailable, rate_limited_message, upload_rate_wait
-from detection.uploads import LENGTH_REQUIRED_MESSAGE, body_length_missing, upload_was_too_large
+from detection.uploads import LENGTH_REQUIRED_MESSAGE, body_length_missing, files_received
 from detection.validation import RejectionCode, UploadRejected, too_large_message
 
 UPLOAD_FIELD = "image"
@@ -48,38 +51,82 @@ class UploadRefused(Exception):
         return _STATUS.get(self.code, 400)
 
 
-def upload_accept(request: HttpRequest, *, user: User) -> services.SubmissionCreated:
-    """Accept the photo in the request's `image` field, or raise UploadRefused."""
+@dataclass(frozen=True)
+class FileOutcome:
+    """One photo of the request: stored (or found again), or refused and why."""
+
+    filename: str
+    accepted: services.SubmissionCreated | None = None
+    refusal: UploadRefused | None = None
+
+
+def uploads_accept(request: HttpRequest, *, user: User) -> list[FileOutcome]:
+    """Every photo in the request's `image` parts, in the order sent, each with its outcome.
+
+    Raises UploadRefused when the request as a whole is refused: no length, over the rate
+    limits before anything is read, a body Django will not parse, or no photo at all.
+    """
     if body_length_missing(request):
         raise UploadRefused(RejectionCode.LENGTH_REQUIRED, LENGTH_REQUIRED_MESSAGE)
+    # The first photo is counted before the body is read: a client over its limits costs
+    # no parsing.
+    refusal = _rate_refusal(request)
+    if refusal is not None:
+        raise refusal
+    try:
+        kept = iter(request.FILES.getlist(UPLOAD_FIELD))  # parses the body through the handler
+    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as error:
+        raise UploadRefused(RejectionCode.REQUEST_TOO_LARGE, str(error)) from None
+    except MultiPartParserError:
+        message = "The request body is not a well-formed multipart form."
+        raise UploadRefused(RejectionCode.MALFORMED_REQUEST, message) from None
+    received = [part for part in files_received(request) if part.field_name == UPLOAD_FIELD]
+    if not received:
+        raise UploadRefused(RejectionCode.MISSING_IMAGE, "Choose a photo to upload.")
+    outcomes = []
+    for position, part in enumerate(received):
+        if part.too_large:
+            message = too_large_message(settings.UPLOAD_MAX_BYTES)
+            refused = UploadRefused(RejectionCode.FILE_TOO_LARGE, message)
+            outcomes.append(FileOutcome(part.name, refusal=refused))
+            continue
+        uploaded = next(kept, None)
+        if uploaded is None:  # a part the upload handlers kept no file for
+            refused = UploadRefused(RejectionCode.MISSING_IMAGE, "The file could not be read.")
+            outcomes.append(FileOutcome(part.name, refusal=refused))
+            continue
+        refusal = _rate_refusal(request) if position > 0 else None
+        if refusal is not None:
+            outcomes.append(FileOutcome(part.name, refusal=refusal))
+            continue
+        outcomes.append(_accept_one(uploaded, user=user))
+    return outcomes
+
+
+def _rate_refusal(request: HttpRequest) -> UploadRefused | None:
+    """Count one photo against the rate limits; the refusal when it is over them."""
     try:
         wait = upload_rate_wait(request)
     except RateLimitUnavailable:
         # Without its counters the service cannot bound abuse, so it pauses uploads rather
         # than take them unlimited.
         message = "Uploads are paused for a moment; please try again shortly."
-        raise UploadRefused(
-            RejectionCode.SERVICE_UNAVAILABLE, message, UNAVAILABLE_RETRY_SECONDS
-        ) from None
+        return UploadRefused(RejectionCode.SERVICE_UNAVAILABLE, message, UNAVAILABLE_RETRY_SECONDS)
     if wait is not None:
-        raise UploadRefused(RejectionCode.RATE_LIMITED, rate_limited_message(), wait)
+        return UploadRefused(RejectionCode.RATE_LIMITED, rate_limited_message(), wait)
+    return None
+
+
+def _accept_one(uploaded: UploadedFile, *, user: User) -> FileOutcome:
+    filename = uploaded.name or ""
     try:
-        uploaded = request.FILES.get(UPLOAD_FIELD)  # parses the body through the handler
-    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as error:
-        raise UploadRefused(RejectionCode.REQUEST_TOO_LARGE, str(error)) from None
-    if upload_was_too_large(request):
-        message = too_large_message(settings.UPLOAD_MAX_BYTES)
-        raise UploadRefused(RejectionCode.FILE_TOO_LARGE, message)
-    if uploaded is None:
-        raise UploadRefused(RejectionCode.MISSING_IMAGE, "Choose a photo to upload.")
-    try:
-        return services.submission_create(
-            uploader=user, data=uploaded.read(), filename=uploaded.name or ""
-        )
+        created = services.submission_create(uploader=user, data=uploaded.read(), filename=filename)
     except UploadRejected as rejection:
-        raise UploadRefused(rejection.code, rejection.message) from None
+        return FileOutcome(filename, refusal=UploadRefused(rejection.code, rejection.message))
     except services.StorageUnavailable:
         message = "The photo could not be stored just now; nothing was kept. Please try again."
-        raise UploadRefused(
+        refused = UploadRefused(
             RejectionCode.STORAGE_UNAVAILABLE, message, UNAVAILABLE_RETRY_SECONDS
-        ) from None
+        )
+        return FileOutcome(filename, refusal=refused)
+    return FileOutcome(filename, accepted=created)

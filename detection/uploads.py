@@ -1,40 +1,58 @@
-"""An upload handler that stops reading a file as soon as it passes the byte limit."""
+"""An upload handler that drops a file as soon as it passes the byte limit."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest
 
 
-class LimitedUploadHandler(FileUploadHandler):
-    """Counts file bytes as they stream in and aborts the upload past UPLOAD_MAX_BYTES.
+@dataclass
+class ReceivedFile:
+    """A file part of the request, in the order sent, whether it was kept or dropped."""
 
-    It works without a Content-Length header (chunked bodies), and marks the request so the
-    view can answer with a clear message instead of a bare missing-file error.
+    field_name: str
+    name: str
+    too_large: bool = False
+
+
+class LimitedUploadHandler(FileUploadHandler):
+    """Counts file bytes as they stream in and drops a file past UPLOAD_MAX_BYTES.
+
+    It works without a Content-Length header (chunked bodies). A dropped file's bytes are
+    read and discarded, and the files after it are still read, so that each photo of a
+    batch gets its own answer; the request lists every file part it saw (`files_received`)
+    so the gate can say which one was too large instead of a bare missing-file error.
     """
 
     def __init__(self, request: HttpRequest | None = None) -> None:
         super().__init__(request)
         self.received = 0
 
-    def new_file(self, *args: object, **kwargs: object) -> None:
-        super().new_file(*args, **kwargs)  # type: ignore[arg-type]
+    def new_file(self, field_name: str, file_name: str, *args: object, **kwargs: object) -> None:
+        super().new_file(field_name, file_name, *args, **kwargs)  # type: ignore[arg-type]
         self.received = 0
+        files_received(self.request).append(ReceivedFile(field_name, file_name))
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
         if self.received > settings.UPLOAD_MAX_BYTES:
-            self.request.upload_too_large = True  # type: ignore[union-attr]
-            raise StopUpload(connection_reset=False)
+            files_received(self.request)[-1].too_large = True
+            raise SkipFile
         return raw_data
 
     def file_complete(self, file_size: int) -> None:
         return None
 
 
-def upload_was_too_large(request: object) -> bool:
-    return bool(getattr(request, "upload_too_large", False))
+def files_received(request: object) -> list[ReceivedFile]:
+    """The file parts LimitedUploadHandler saw in this request (empty before parsing)."""
+    if not hasattr(request, "files_received"):
+        request.files_received = []  # type: ignore[attr-defined]
+    received: list[ReceivedFile] = request.files_received  # type: ignore[attr-defined]
+    return received
 
 
 def body_length_missing(request: HttpRequest) -> bool:

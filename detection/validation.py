@@ -40,6 +40,7 @@ class RejectionCode(StrEnum):
     RATE_LIMITED = "throttled"
     MISSING_IMAGE = "missing_image"
     REQUEST_TOO_LARGE = "request_too_large"
+    MALFORMED_REQUEST = "malformed_request"
     EMPTY_FILE = "empty_file"
     FILE_TOO_LARGE = "file_too_large"
     TOO_MANY_PIXELS = "too_many_pixels"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import mimetypes
 import uuid
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from deepfake_site.services import api_token_rotate
 from detection import selectors
 from detection.forms import SubmissionFilterForm, UploadForm
 from detection.models import Face, Submission
-from detection.upload_gate import UploadRefused, upload_accept
+from detection.upload_gate import FileOutcome, UploadRefused, uploads_accept
 from moderation.forms import ReopenInheritedForm
 from moderation.rules import user_is_reviewer
 from moderation.selectors import submission_near_copies, submission_outcome
@@ -86,27 +87,50 @@ def _get_submission_for_user(request: HttpRequest, submission_id: uuid.UUID) -> 
 @login_required
 @require_http_methods(["GET", "POST"])
 def upload(request: SignedInRequest) -> HttpResponse:
+    """One photo leads to its result page; several are answered with a line each.
+
+    With JavaScript the page sends a batch one photo per request to the API, with progress;
+    this answer to one request carrying them all is the page without it.
+    """
     if request.method != "POST":
         return render(request, "detection/upload.html", _upload_context(UploadForm()))
     try:
-        outcome = upload_accept(request, user=request.user)
+        outcomes = uploads_accept(request, user=request.user)
     except UploadRefused as refusal:
-        form = UploadForm(data={})
-        if refusal.retry_after is not None or refusal.status == 411:
-            # Nothing about the file itself: the request as a whole was refused.
-            context = _upload_context(form, refusal=refusal.message)
-        else:
-            form.add_error("image", refusal.message)
-            context = _upload_context(form)
-        response = render(request, "detection/upload.html", context, status=refusal.status)
-        if refusal.retry_after is not None:
-            response["Retry-After"] = str(refusal.retry_after)
-        return response
-    if outcome.requeued:
+        return _upload_refused(request, refusal)
+    if len(outcomes) > 1:
+        return _batch_answer(request, outcomes)
+    outcome = outcomes[0]
+    if outcome.refusal is not None:
+        return _upload_refused(request, outcome.refusal)
+    assert outcome.accepted is not None
+    if outcome.accepted.requeued:
         messages.info(request, "This photo failed before; it is being analysed again.")
-    elif not outcome.created:
+    elif not outcome.accepted.created:
         messages.info(request, "You already uploaded this image; here is its analysis.")
-    return redirect("detection:submission-detail", submission_id=outcome.submission.id)
+    return redirect("detection:submission-detail", submission_id=outcome.accepted.submission.id)
+
+
+def _upload_refused(request: SignedInRequest, refusal: UploadRefused) -> HttpResponse:
+    form = UploadForm(data={})
+    if refusal.retry_after is not None or refusal.status == 411:
+        # Nothing about the file itself: the request as a whole was refused.
+        context = _upload_context(form, refusal=refusal.message)
+    else:
+        form.add_error("image", refusal.message)
+        context = _upload_context(form)
+    response = render(request, "detection/upload.html", context, status=refusal.status)
+    if refusal.retry_after is not None:
+        response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+def _batch_answer(request: SignedInRequest, outcomes: list[FileOutcome]) -> HttpResponse:
+    refusals = [outcome.refusal for outcome in outcomes if outcome.refusal is not None]
+    # Some photo went in: the request did what it could. None did: the first reason says why.
+    status = 200 if len(refusals) < len(outcomes) else refusals[0].status
+    context = _upload_context(UploadForm(), results=outcomes)
+    return render(request, "detection/upload.html", context, status=status)
 
 
 @login_required
@@ -202,10 +226,17 @@ def _file_response(name: str | None) -> FileResponse:
     return response
 
 
-def _upload_context(form: UploadForm, refusal: str = "") -> dict[str, object]:
+def _upload_context(
+    form: UploadForm, refusal: str = "", results: list[FileOutcome] | None = None
+) -> dict[str, object]:
     return {
         "form": form,
         "refusal": refusal,
+        "results": results or [],
+        # For the batch page's script, which shows each photo's analysis as it ends.
+        "verdict_labels": json.dumps(dict(Submission.Verdict.choices)),
+        "status_labels": json.dumps(dict(Submission.Status.choices)),
+        "max_files": settings.UPLOAD_MAX_FILES,
         "max_bytes": settings.UPLOAD_MAX_BYTES,
         "max_megabytes": settings.UPLOAD_MAX_BYTES / 1_000_000,
         "max_megapixels": settings.UPLOAD_MAX_PIXELS / 1_000_000,

@@ -44,6 +44,8 @@ from moderation.rules import (
     review_cases_open_to,
     sampled,
 )
+from moderation.selectors import review_case_outcome
+from webhooks import services as webhook_services
 
 FLAGGED_VERDICTS = (Submission.Verdict.FAKE, Submission.Verdict.UNCERTAIN)
 VERDICTS = tuple(Submission.Verdict.values)
@@ -115,6 +117,11 @@ def review_case_open(*, submission: Submission) -> ReviewCase | None:
                 "distance": distance,
                 "inherited_at": timezone.now(),
             },
+        )
+        webhook_services.submission_decided_notify(
+            submission=submission,
+            outcome=review_case_outcome(case=source_case),
+            inherited=True,
         )
         return None
     # A re-analysis may contradict what the earlier one inherited.
@@ -492,6 +499,13 @@ def review_case_decide(
         )
         for kind, system_note in outcome.events:
             ReviewEvent.objects.create(case_id=case.pk, kind=kind, note=system_note, created_at=now)
+        if outcome.fields["state"] in ReviewCase.DECIDED_STATES:
+            # The uploader's platform learns the outcome once the decision is committed.
+            decided_case = ReviewCase.objects.select_related("submission").get(pk=case.pk)
+            webhook_services.submission_decided_notify(
+                submission=decided_case.submission,
+                outcome=review_case_outcome(case=decided_case),
+            )
     case.refresh_from_db()
     return case
 

@@ -77,6 +77,7 @@ REVIEWERS = statuses(302, 403, 403, 200, 200)
 ADMINS = statuses(302, 302, 302, 302, 200)
 API_SIGNED_IN = statuses(401, 200, 200, 200, 200)
 API_OWNER_AND_REVIEWERS = statuses(401, 200, 404, 200, 200)
+API_REVIEWERS = statuses(401, 403, 403, 200, 200)
 
 TABLE: list[tuple[str, Url, dict[str, int]]] = [
     ("home", plain("home"), EVERYONE),
@@ -105,6 +106,11 @@ TABLE: list[tuple[str, Url, dict[str, int]]] = [
     ("admin-events", plain("admin:moderation_reviewevent_changelist"), ADMINS),
     ("api-list", plain("api:submission-list"), API_SIGNED_IN),
     ("api-detail", submission_url("api:submission-detail"), API_OWNER_AND_REVIEWERS),
+    ("api-cases", plain("api:case-list"), API_REVIEWERS),
+    ("api-case", case_url("api:case-detail"), API_REVIEWERS),
+    ("api-evidence", submission_url("api:submission-evidence"), API_REVIEWERS),
+    ("api-webhooks", plain("api:webhook-list"), API_SIGNED_IN),
+    ("webhooks", plain("webhooks:endpoints"), SIGNED_IN),
     ("api-schema", plain("api-schema"), EVERYONE),
     ("api-docs", plain("api-docs"), EVERYONE),
 ]
@@ -132,6 +138,10 @@ POST_FORMS: list[tuple[str, Url, str]] = [
     ("upload", plain("detection:upload"), "owner"),
     ("api-token", plain("detection:api-token"), "owner"),
     ("api-upload-with-session", plain("api:submission-list"), "owner"),
+    ("api-decision-with-session", case_url("api:case-decision"), "moderator"),
+    ("api-claim-next-with-session", plain("api:case-next"), "moderator"),
+    ("api-webhook-with-session", plain("api:webhook-list"), "owner"),
+    ("webhooks-add", plain("webhooks:endpoints"), "owner"),
     ("next-case", plain("moderation:next-case"), "moderator"),
     ("bulk-decide", plain("moderation:bulk-decide"), "moderator"),
     ("claim", case_url("moderation:case-claim"), "moderator"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import REPO_ROOT
 
-SERVING_APPS = ("deepfake_site", "detection", "moderation")
+SERVING_APPS = ("deepfake_site", "detection", "moderation", "webhooks")
 
 
 def modules(package: str, *, with_tests: bool = False) -> Iterator[Path]:
@@ -46,7 +46,8 @@ def test_serving_apps_run_without_the_workbench_loaded() -> None:
         "import os, sys, django; os.environ.setdefault('SECRET_KEY', 'layout-test'); "
         "os.environ['DJANGO_SETTINGS_MODULE'] = 'deepfake_site.settings'; django.setup(); "
         "import deepfake_site.urls, detection.tasks, detection.services, detection.admin, "
-        "detection.ml.pipeline, moderation.services, moderation.admin; "
+        "detection.ml.pipeline, moderation.services, moderation.admin, webhooks.services, "
+        "webhooks.tasks, webhooks.admin; "
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'workbench' "
         "and m not in ('workbench', 'workbench.apps')); "
         "assert not loaded, loaded"

@@ -6,6 +6,7 @@ grow (no query per row), and must stay under a small bound.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -14,7 +15,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
+from deepfake_site.services import api_token_rotate
 from moderation import services
 from moderation.models import Decision, ReviewCase
 from moderation.tests.factories import (
@@ -24,6 +27,7 @@ from moderation.tests.factories import (
     SubmissionFactory,
     UserFactory,
 )
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -141,3 +145,72 @@ def test_an_open_case_count_does_not_matter_either(
     with CaptureQueriesContext(connection) as captured:
         client.get(reverse("moderation:queue"), {"state": "all"})
     assert len(captured) <= MAX_QUERIES
+
+
+def test_api_case_list(uploader: User, moderator: User) -> None:
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=moderator)}")
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            case = services.review_case_open(submission=SubmissionFactory.create(uploader=uploader))
+            assert case is not None
+            services.review_case_claim(case=case, user=moderator)
+
+    assert_fixed_query_count(api, reverse("api:case-list") + "?state=all", add)
+
+
+def endpoints_of(owner: User) -> Callable[[int], None]:
+    def add(count: int) -> None:
+        for number in range(count):
+            WebhookEndpoint.objects.create(
+                owner=owner, url=f"https://hooks.example/{number}", events=["submission.decided"]
+            )
+
+    return add
+
+
+def deliveries_to(endpoint: WebhookEndpoint) -> Callable[[int], None]:
+    """Deliveries with two attempts each."""
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            delivery = WebhookDelivery.objects.create(
+                endpoint=endpoint, event="submission.decided", event_id=uuid.uuid4(), body="{}"
+            )
+            for number in (1, 2):
+                WebhookAttempt.objects.create(
+                    delivery=delivery, number=number, sent_at=timezone.now(), latency_ms=5
+                )
+
+    return add
+
+
+def test_webhook_endpoints_page_and_api(client: Client, uploader: User) -> None:
+    client.force_login(uploader)
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=uploader)}")
+    add = endpoints_of(uploader)
+    assert_fixed_query_count(client, reverse("webhooks:endpoints"), add)
+    assert_fixed_query_count(api, reverse("api:webhook-list"), add)
+
+
+def test_webhook_deliveries_page_and_api(client: Client, uploader: User) -> None:
+    client.force_login(uploader)
+    api = Client(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=uploader)}")
+    endpoint = WebhookEndpoint.objects.create(
+        owner=uploader, url="https://hooks.example/", events=["submission.decided"]
+    )
+    add = deliveries_to(endpoint)
+    page = reverse("webhooks:endpoint-detail", args=[endpoint.id])
+    assert_fixed_query_count(client, page, add)
+    assert_fixed_query_count(api, reverse("api:webhook-deliveries", args=[endpoint.id]), add)
+
+
+def test_admin_webhook_lists(client: Client, uploader: User) -> None:
+    client.force_login(StaffFactory.create(is_superuser=True))
+    endpoint = WebhookEndpoint.objects.create(
+        owner=uploader, url="https://hooks.example/", events=["submission.decided"]
+    )
+    url = reverse("admin:webhooks_webhookendpoint_changelist")
+    assert_fixed_query_count(client, url, endpoints_of(uploader), bound=20)
+    url = reverse("admin:webhooks_webhookdelivery_changelist")
+    assert_fixed_query_count(client, url, deliveries_to(endpoint), bound=20)

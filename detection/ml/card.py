@@ -176,18 +176,23 @@ def remove_card(checkpoint: Path) -> None:
 
 def checkpoint_version(checkpoint: Path) -> str:
     """The checkpoint's short hash: the first 12 hex digits of its file's sha256."""
+    return checkpoint_sha256(checkpoint)[:12]
+
+
+def checkpoint_sha256(checkpoint: Path) -> str:
+    """The sha256 of the checkpoint file, in hex (evidence names the exact weights)."""
     stat = Path(checkpoint).stat()
-    return _file_version(str(checkpoint), stat.st_mtime_ns, stat.st_size)
+    return _file_sha256(str(checkpoint), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=8)
-def _file_version(path: str, _mtime_ns: int, _size: int) -> str:
+def _file_sha256(path: str, _mtime_ns: int, _size: int) -> str:
     # Cached per file state so that a page view does not hash 47 MB every time.
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:12]
+    return digest.hexdigest()
 
 
 # --- validation ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from detection.ml.card import (
     DEFAULT_INPUT_SIZE,
     CardError,
     ModelCard,
-    checkpoint_version,
+    checkpoint_sha256,
     read_card,
     remove_card,
     write_card,
@@ -44,6 +44,7 @@ class CheckpointError(Exception):
 @dataclass(frozen=True)
 class ModelInfo:
     version: str  # the checkpoint's short hash (see card.checkpoint_version)
+    sha256: str  # the checkpoint file's whole hash
     name: str
     trained: bool
     input_size: int
@@ -51,13 +52,39 @@ class ModelInfo:
     flag_threshold: float
     uncertain_threshold: float
 
+    def details(self) -> dict[str, Any]:
+        """What an evidence package records of the model that scored an image (JSON)."""
+        thresholds = self.card.thresholds if self.card else None
+        calibration = self.card.calibration if self.card else None
+        return {
+            "name": self.name,
+            "version": self.version,
+            "checkpoint_sha256": self.sha256,
+            "trained": self.trained,
+            "input_size": self.input_size,
+            "thresholds": {
+                "fake": self.flag_threshold,
+                "uncertain": self.uncertain_threshold,
+                "set_by": "model card" if thresholds else "configuration",
+                "selection": thresholds.selection if thresholds else "",
+            },
+            "calibration": {
+                "temperature": calibration.temperature if calibration else 1.0,
+                "method": calibration.method if calibration else "",
+            },
+        }
+
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
     path: Path
     state_dict: dict[str, torch.Tensor]
-    version: str
+    sha256: str
     card: ModelCard | None = None
+
+    @property
+    def version(self) -> str:
+        return self.sha256[:12]
 
     @property
     def input_size(self) -> int:
@@ -76,6 +103,7 @@ class LoadedCheckpoint:
         thresholds = self.card.thresholds if self.card else None
         return ModelInfo(
             version=self.version,
+            sha256=self.sha256,
             name=self.card.name if self.card else self.path.stem,
             # Without a card nothing says the weights were trained; claim only what is known.
             trained=bool(self.card and self.card.trained),
@@ -137,7 +165,7 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
     except CardError as exc:
         raise CheckpointError(str(exc)) from exc
     return LoadedCheckpoint(
-        path=path, state_dict=state_dict, version=checkpoint_version(path), card=card
+        path=path, state_dict=state_dict, sha256=checkpoint_sha256(path), card=card
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -47,6 +48,24 @@ def test_analysis_stores_every_face_its_heatmap_and_the_verdict(
         assert face.heatmap.open().read(8).startswith(b"\x89PNG")
         assert 0 <= face.box_x1 < face.box_x2 <= 960
     assert default_storage.exists(str(submission.overlay.name))
+
+
+def test_analysis_records_the_model_that_scored_the_image(
+    two_face_submission: Submission, demo_checkpoint: Path, settings: Any
+) -> None:
+    """Evidence names the exact weights, thresholds and calibration, as they were."""
+    settings.FACE_QUALITY_MIN_SIZE = 61
+    services.analysis_run(
+        submission_id=two_face_submission.id, task_id="task-1", worker="test@host"
+    )
+    details = Submission.objects.get(id=two_face_submission.id).model_details
+    checkpoint_sha256 = hashlib.sha256(demo_checkpoint.read_bytes()).hexdigest()
+    assert details["checkpoint_sha256"] == checkpoint_sha256
+    assert details["version"] == checkpoint_sha256[:12]
+    assert details["trained"] is False and details["name"]
+    assert set(details["thresholds"]) == {"fake", "uncertain", "set_by", "selection"}
+    assert details["calibration"]["temperature"] > 0
+    assert details["quality_thresholds"]["min_size_px"] == 61
 
 
 def test_re_running_an_analysis_replaces_results_instead_of_adding(

@@ -263,6 +263,8 @@ def test_api_docs_and_admin_work_under_the_content_security_policy(
     page.locator(".opblock-summary").first.click()  # expands, drawing the schema's icons
     expect(page.locator(".opblock-body").first).to_be_visible()
     journey.shot("api-docs")
+    page.click(".docs-topbar >> text=Faceproof")
+    expect(page).to_have_url(live_server.url + "/")
     page = journey.open("/admin/")
     page.fill("#id_username", "root")
     page.fill("#id_password", PASSWORD)
@@ -317,4 +319,41 @@ def test_wording_quality_labels_and_the_narrow_layout(browser: Browser, live_ser
             assert box is not None and box["x"] + box["width"] <= 390, (path, selector)
         phone.screenshot(path=str(screenshot_folder() / f"narrow-{number}.png"), full_page=True)
         narrow.close()
+
+
+def test_a_batch_upload_shows_each_photos_progress_and_error(
+    browser: Browser, live_server: Any, tmp_path: Path
+) -> None:
+    """Several photos at once: each is sent on its own, with its own progress bar, and ends
+    with a link to its result or the reason it was refused."""
+    make_user("batcher")
+    journey = Journey(browser, live_server.url, "batch")
+    journey.log_in("batcher")
+    page = journey.open("/upload/")
+    not_an_image = tmp_path / "scan.jpg"
+    not_an_image.write_bytes(b"%PDF-1.7 this is a document, not a photo")
+    page.set_input_files(
+        "input[type=file]",
+        [
+            str(TEST_FRAMES / "real_frame_1.jpg"),
+            str(not_an_image),
+            str(TEST_FRAMES / "fake_frame_2.jpg"),
+        ],
+    )
+    expect(page.locator("#chosen-file")).to_contain_text("3 photos chosen")
+    page.click("#upload-button")
+    items = page.locator("#batch-results .batch-item")
+    expect(items).to_have_count(3)
+    expect(items.nth(0)).to_have_class(re.compile(r"accepted"), timeout=30_000)
+    expect(items.nth(2)).to_have_class(re.compile(r"accepted"), timeout=30_000)
+    expect(items.nth(1)).to_have_class(re.compile(r"refused"))
+    expect(items.nth(1)).to_contain_text("scan.jpg")
+    expect(items.nth(1)).to_contain_text("not a JPEG, PNG or WebP image")
+    expect(items.nth(0).locator("a")).to_have_attribute(
+        "href", re.compile(r"/submissions/[0-9a-f-]{36}/$")
+    )
+    # No worker runs here: each accepted photo is followed while it waits in the queue.
+    expect(items.nth(0).locator(".batch-state")).to_have_text("Queued")
+    assert page.url == live_server.url + "/upload/"  # the page stayed; each photo answered
+    journey.shot("batch")
     assert_no_csp_violations(journey)
