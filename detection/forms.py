@@ -4,6 +4,7 @@ from django import forms
 
 from detection.models import Submission
 from detection.validation import ALLOWED_FORMATS
+from detection.video_validation import ACCEPTED_CONTENT_TYPES
 
 
 class UploadForm(forms.Form):
@@ -12,11 +13,15 @@ class UploadForm(forms.Form):
     # A plain FileField: validation.validate_image_upload decodes and checks the pixels,
     # which ImageField would do with a far looser format list.
     image = forms.FileField(
-        label="Photo",
-        help_text="JPEG, PNG or WebP.",
+        label="Photo or video",
+        help_text="JPEG, PNG or WebP; MP4, WebM or MOV.",
         required=False,  # the gate says why a file is missing, in the same words as the API
         widget=forms.ClearableFileInput(
-            attrs={"accept": ",".join(ct for _, ct, _ in ALLOWED_FORMATS.values())}
+            attrs={
+                "accept": ",".join(
+                    [*(ct for _, ct, _ in ALLOWED_FORMATS.values()), *ACCEPTED_CONTENT_TYPES]
+                )
+            }
         ),
     )
 

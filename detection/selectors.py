@@ -12,7 +12,7 @@ from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subq
 from django.db.models.functions import Coalesce
 
 from detection.ml.card import CardError, card_path, read_card
-from detection.models import Submission
+from detection.models import Submission, Track
 from moderation.rules import user_is_reviewer
 
 
@@ -35,10 +35,13 @@ def submission_get_for_user(
 
 def submissions_with_results(submissions: QuerySet[Submission]) -> QuerySet[Submission]:
     """What the API shows of each submission, loaded with the list in a fixed number of
-    queries: faces, review case, and `queued_before` (the queue position when queued)."""
+    queries: faces, tracks, review case, and `queued_before` (the queue position when
+    queued)."""
     queued_before = (
         Submission.objects.filter(
-            status=Submission.Status.QUEUED, queued_at__lt=OuterRef("queued_at")
+            status=Submission.Status.QUEUED,
+            queued_at__lt=OuterRef("queued_at"),
+            media_type=OuterRef("media_type"),
         )
         .order_by()
         .values("status")
@@ -47,7 +50,7 @@ def submissions_with_results(submissions: QuerySet[Submission]) -> QuerySet[Subm
     )
     return (
         submissions.select_related("review_case")
-        .prefetch_related("faces")
+        .prefetch_related("faces", "tracks")
         .annotate(
             queued_before=Case(
                 When(status=Submission.Status.QUEUED, then=Coalesce(Subquery(queued_before), 0)),
@@ -56,6 +59,11 @@ def submissions_with_results(submissions: QuerySet[Submission]) -> QuerySet[Subm
             )
         )
     )
+
+
+def submission_tracks(*, submission: Submission) -> list[Track]:
+    """A video's tracks in order, each with its most suspicious face."""
+    return list(submission.tracks.select_related("face").order_by("index"))
 
 
 def submission_list_for_user(
@@ -71,11 +79,14 @@ def submission_list_for_user(
 
 
 def submission_queue_position(*, submission: Submission) -> int:
-    """How many queued submissions will be analysed before this one."""
+    """How many queued submissions will be analysed before this one: photos and videos wait
+    in queues of their own."""
     if submission.status != Submission.Status.QUEUED:
         return 0
     return Submission.objects.filter(
-        status=Submission.Status.QUEUED, queued_at__lt=submission.queued_at
+        status=Submission.Status.QUEUED,
+        queued_at__lt=submission.queued_at,
+        media_type=submission.media_type,
     ).count()
 
 

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest
 
 from detection import services
 from detection.throttling import RateLimitUnavailable, rate_limited_message, upload_rate_wait
-from detection.uploads import LENGTH_REQUIRED_MESSAGE, body_length_missing, upload_was_too_large
-from detection.validation import RejectionCode, UploadRejected, too_large_message
+from detection.uploads import (
+    LENGTH_REQUIRED_MESSAGE,
+    body_length_missing,
+    too_large_for_any_message,
+    upload_was_too_large,
+)
+from detection.validation import RejectionCode, UploadRejected
 
+# The form field of the photo or video; API clients may also name a clip `video`.
 UPLOAD_FIELD = "image"
+VIDEO_FIELD = "video"
 
 
 # A refusal for a passing reason says when to come back.
@@ -49,7 +55,7 @@ class UploadRefused(Exception):
 
 
 def upload_accept(request: HttpRequest, *, user: User) -> services.SubmissionCreated:
-    """Accept the photo in the request's `image` field, or raise UploadRefused."""
+    """Accept the photo or video in the request's `image` field, or raise UploadRefused."""
     if body_length_missing(request):
         raise UploadRefused(RejectionCode.LENGTH_REQUIRED, LENGTH_REQUIRED_MESSAGE)
     try:
@@ -64,22 +70,20 @@ def upload_accept(request: HttpRequest, *, user: User) -> services.SubmissionCre
     if wait is not None:
         raise UploadRefused(RejectionCode.RATE_LIMITED, rate_limited_message(), wait)
     try:
-        uploaded = request.FILES.get(UPLOAD_FIELD)  # parses the body through the handler
+        # Parsing the body runs it through the upload handler.
+        uploaded = request.FILES.get(UPLOAD_FIELD) or request.FILES.get(VIDEO_FIELD)
     except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as error:
         raise UploadRefused(RejectionCode.REQUEST_TOO_LARGE, str(error)) from None
     if upload_was_too_large(request):
-        message = too_large_message(settings.UPLOAD_MAX_BYTES)
-        raise UploadRefused(RejectionCode.FILE_TOO_LARGE, message)
+        raise UploadRefused(RejectionCode.FILE_TOO_LARGE, too_large_for_any_message())
     if uploaded is None:
-        raise UploadRefused(RejectionCode.MISSING_IMAGE, "Choose a photo to upload.")
+        raise UploadRefused(RejectionCode.MISSING_IMAGE, "Choose a photo or a video to upload.")
     try:
-        return services.submission_create(
-            uploader=user, data=uploaded.read(), filename=uploaded.name or ""
-        )
+        return services.upload_create(uploader=user, upload=uploaded, filename=uploaded.name or "")
     except UploadRejected as rejection:
         raise UploadRefused(rejection.code, rejection.message) from None
     except services.StorageUnavailable:
-        message = "The photo could not be stored just now; nothing was kept. Please try again."
+        message = "The upload could not be stored just now; nothing was kept. Please try again."
         raise UploadRefused(
             RejectionCode.STORAGE_UNAVAILABLE, message, UNAVAILABLE_RETRY_SECONDS
         ) from None

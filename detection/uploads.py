@@ -7,8 +7,20 @@ from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 
 
+def streamed_upload_limit() -> int:
+    """What may stream in before the upload's kind is known: the larger of the two limits."""
+    return max(settings.UPLOAD_MAX_BYTES, settings.VIDEO_MAX_BYTES)
+
+
+def too_large_for_any_message() -> str:
+    return (
+        f"The file is larger than the {settings.VIDEO_MAX_BYTES / 1_000_000:g} MB limit for "
+        f"videos ({settings.UPLOAD_MAX_BYTES / 1_000_000:g} MB for photos)."
+    )
+
+
 class LimitedUploadHandler(FileUploadHandler):
-    """Counts file bytes as they stream in and aborts the upload past UPLOAD_MAX_BYTES.
+    """Counts file bytes as they stream in and aborts the upload past the streamed limit.
 
     It works without a Content-Length header (chunked bodies), and marks the request so the
     view can answer with a clear message instead of a bare missing-file error.
@@ -24,7 +36,7 @@ class LimitedUploadHandler(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
-        if self.received > settings.UPLOAD_MAX_BYTES:
+        if self.received > streamed_upload_limit():
             self.request.upload_too_large = True  # type: ignore[union-attr]
             raise StopUpload(connection_reset=False)
         return raw_data

@@ -8,13 +8,19 @@
   const chosen = document.getElementById("chosen-file");
   const errors = document.getElementById("upload-errors");
   const maxBytes = Number(form.dataset.maxBytes);
+  const maxVideoBytes = Number(form.dataset.maxVideoBytes);
   const accepted = form.dataset.accept.split(",");
+  const videos = form.dataset.videoAccept.split(",");
 
   function problemWith(file) {
-    if (!file) return "Choose a photo to upload.";
-    if (file.type && !accepted.includes(file.type)) return "Only JPEG, PNG and WebP images are accepted.";
+    if (!file) return "Choose a photo or a video to upload.";
+    const isVideo = videos.includes(file.type);
+    if (file.type && !isVideo && !accepted.includes(file.type)) {
+      return "Only JPEG, PNG and WebP images and MP4, WebM and MOV videos are accepted.";
+    }
     if (file.size === 0) return "The file is empty.";
-    if (file.size > maxBytes) return "The file is larger than the " + maxBytes / 1e6 + " MB limit.";
+    const limit = isVideo ? maxVideoBytes : maxBytes;
+    if (file.size > limit) return "The file is larger than the " + limit / 1e6 + " MB limit.";
     return "";
   }
 
