@@ -359,7 +359,7 @@ _FAST_ENCODERS: dict[str, dict[str, str]] = {
 
 
 def encode_clip(
-    frames: Sequence[str],
+    frames: Sequence[str | Image.Image],
     *,
     seconds_each: float = 1.0,
     fps: int = 10,
@@ -368,8 +368,8 @@ def encode_clip(
     rotation: int = 0,
     metadata: dict[str, str] | None = None,
 ) -> bytes:
-    """A clip of the named test frames, each on screen for `seconds_each`, panning slowly
-    (two pixels a frame) so that no two frames are identical; encoded with PyAV.
+    """A clip of test frames (by name) or pictures, each on screen for `seconds_each`,
+    panning slowly (two pixels a frame) so that no two frames are identical; made with PyAV.
 
     `rotation`: the stored pixels are turned clockwise by it and the stream says to turn
     them back (counter-clockwise), as phones record portrait clips.
@@ -377,13 +377,18 @@ def encode_clip(
     import av
 
     turns = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180}
-    pictures = [Image.open(TEST_FRAMES / f"{name}.jpg").convert("RGB") for name in frames]
+    pictures = [
+        frame if isinstance(frame, Image.Image) else Image.open(TEST_FRAMES / f"{frame}.jpg")
+        for frame in frames
+    ]
+    pictures = [picture.convert("RGB") for picture in pictures]
     width, height = pictures[0].size
     per_picture = round(seconds_each * fps)
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container) as output:
         output.metadata.update(metadata or {})
         stream = output.add_stream(codec, rate=fps, options=_FAST_ENCODERS.get(codec, {}))
+        assert isinstance(stream, av.video.stream.VideoStream)
         stream.width, stream.height = (height, width) if rotation in (90, 270) else (width, height)
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         if rotation:

@@ -303,12 +303,14 @@ class _VideoAnalysis:
             track.worst(judged=is_judged)
             for track, is_judged in zip(self.tracks, judged, strict=True)
         ]
-        cams = grad_cam_maps(
-            np.stack([face.kept_activations() for face in worst_faces])
+        cams: np.ndarray | list[np.ndarray] = (
+            grad_cam_maps(
+                np.stack([face.kept_activations() for face in worst_faces]),
+                self.analyzer.classifier.cam_gradient,
+                CROP_SIZE,
+            )
             if worst_faces
-            else np.zeros((0, 1, 1, 1), dtype=np.float32),
-            self.analyzer.classifier.cam_gradient,
-            CROP_SIZE,
+            else []
         )
         mark = self.clock.add("explain", mark)
         results = [
