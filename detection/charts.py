@@ -36,6 +36,8 @@ def video_result_context(*, submission: Submission) -> dict[str, object]:
             timeline_chart(
                 tracks,
                 duration_s=submission.duration_s or 0.0,
+                sample_interval_s=(submission.duration_s or 0.0)
+                / max(submission.frames_analysed or 1, 1),
                 flag_threshold=submission.flag_threshold,
                 uncertain_threshold=submission.uncertain_threshold,
             )
@@ -53,22 +55,26 @@ def timeline_chart(
     tracks: Sequence[Track],
     *,
     duration_s: float,
+    sample_interval_s: float,
     flag_threshold: float | None,
     uncertain_threshold: float | None,
 ) -> SafeString:
     """One line per track over the clip's length; P(fake) from 0 to 1 upwards."""
     duration = max(duration_s, 1e-3)
+    # A person absent for more than a sample or so (a cut, a turn away) breaks their line.
+    gap = 1.5 * sample_interval_s
     lines = format_html_join(
         "",
         '<polyline points="{}" fill="none" stroke="{}" stroke-width="2" '
         'data-track="{}"></polyline>',
         (
             (
-                " ".join(f"{_x(t, duration):.1f},{_y(p):.1f}" for t, p in track.timeline),
+                " ".join(f"{_x(t, duration):.1f},{_y(p):.1f}" for t, p in run),
                 track_colour(track.index),
                 track.index,
             )
             for track in tracks
+            for run in _runs(track.timeline, gap)
         ),
     )
     points = format_html_join(
@@ -152,13 +158,23 @@ def _axes() -> SafeString:
     )
 
 
+def _runs(timeline: list[list[float]], gap: float) -> list[list[list[float]]]:
+    """The timeline cut wherever two points lie more than `gap` seconds apart."""
+    runs: list[list[list[float]]] = []
+    for point in timeline:
+        if not runs or point[0] - runs[-1][-1][0] > gap:
+            runs.append([])
+        runs[-1].append(point)
+    return runs
+
+
 def _time_labels(duration: float) -> SafeString:
     step = _time_step(duration)
     ticks = [step * n for n in range(int(duration / step) + 1)]
     return format_html_join(
         "",
         '<text x="{}" y="{}" font-size="10" text-anchor="middle" fill="{}">{}</text>',
-        ((f"{_x(tick, duration):.1f}", HEIGHT - 10, _TEXT, _clock(tick)) for tick in ticks),
+        ((f"{_x(tick, duration):.1f}", HEIGHT - 10, _TEXT, _clock(tick, step)) for tick in ticks),
     )
 
 
@@ -170,10 +186,11 @@ def _time_step(duration: float) -> float:
     return 120.0
 
 
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    if seconds != whole:
-        return f"{seconds:.1f} s"
+def _clock(seconds: float, step: float) -> str:
+    """Seconds on a short clip's axis (0.5 s steps), minutes and seconds on a longer one."""
+    if step < 1:
+        return f"{seconds:g} s"
+    whole = round(seconds)
     return f"{whole // 60}:{whole % 60:02d}"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,14 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from conftest import REPO_ROOT, TEST_FRAMES, WorkerProcess, require_service, screenshot_folder
+from conftest import (
+    REPO_ROOT,
+    TEST_FRAMES,
+    WorkerProcess,
+    encode_clip,
+    require_service,
+    screenshot_folder,
+)
 from detection.tests.factories import SubmissionFactory, make_analysed
 from moderation.services import review_case_open
 from moderation.tests.factories import moderators_group
@@ -103,6 +111,20 @@ class Journey:
         expect(self.page.locator(".nav-user summary")).to_have_text(username)
 
 
+def wait_until(page: Page, condition: str, timeout: float = 15) -> None:
+    """Poll a JavaScript function until it returns true. (wait_for_function would evaluate
+    its text with eval, which the site's Content-Security-Policy rightly blocks.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(condition):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {condition}")
+        time.sleep(0.1)
+
+
+def player_near(seconds: float) -> str:
+    return f"() => Math.abs(document.getElementById('video-player').currentTime - {seconds}) < 0.1"
+
+
 def assert_no_csp_violations(*journeys: Journey) -> None:
     assert [violation for journey in journeys for violation in journey.csp_violations] == []
 
@@ -125,6 +147,14 @@ def analysis_worker(start_worker: Callable[..., WorkerProcess], demo_checkpoint:
             "UNCERTAIN_THRESHOLD": "0",
             "TORCH_NUM_THREADS": "1",
         },
+    )
+
+
+@pytest.fixture
+def video_worker(start_worker: Callable[..., WorkerProcess], demo_checkpoint: Path) -> None:
+    start_worker(
+        queues="video",
+        env={"DEEPFAKE_CHECKPOINT": str(demo_checkpoint), "TORCH_NUM_THREADS": "1"},
     )
 
 
@@ -317,4 +347,63 @@ def test_wording_quality_labels_and_the_narrow_layout(browser: Browser, live_ser
             assert box is not None and box["x"] + box["width"] <= 390, (path, selector)
         phone.screenshot(path=str(screenshot_folder() / f"narrow-{number}.png"), full_page=True)
         narrow.close()
+    assert_no_csp_violations(journey)
+
+
+def test_uploader_plays_a_clip_and_seeks_it_from_the_timeline_chart(
+    browser: Browser, live_server: Any, video_worker: None, tmp_path: Path
+) -> None:
+    make_user("filmmaker")
+    journey = Journey(browser, live_server.url, "video")
+    journey.log_in("filmmaker")
+    page = journey.open("/upload/")
+    clip = tmp_path / "interview.webm"
+    clip.write_bytes(
+        encode_clip(
+            ["real_frame_1", "real_frame_3", "real_frame_1"],
+            seconds_each=1,
+            codec="libvpx-vp9",
+            container="webm",
+        )
+    )
+    page.set_input_files("input[type=file]", str(clip))
+    page.click("#upload-button")
+    expect(page).to_have_url(re.compile(r"/submissions/[0-9a-f-]{36}/$"))
+    chart = page.locator("svg.timeline-chart")
+    expect(chart).to_be_visible(timeout=120_000)
+    expect(page.locator("#track-2")).to_contain_text("seen on too few frames")
+    # The first person's line breaks while the second is on screen.
+    expect(chart.locator("polyline")).to_have_count(3)
+
+    # The clip plays from the access-checked media view.
+    page.evaluate(
+        "() => { const video = document.getElementById('video-player');"
+        " video.muted = true; return video.play(); }"
+    )
+    wait_until(page, "() => document.getElementById('video-player').currentTime > 0.5")
+    page.evaluate("() => document.getElementById('video-player').pause()")
+    journey.shot("video-playing")
+
+    # A click three quarters of the way along the time axis seeks there.
+    duration = float(chart.get_attribute("data-duration") or 0)
+    left = float(chart.get_attribute("data-plot-left") or 0)
+    width = float(chart.get_attribute("data-plot-width") or 0)
+    box = chart.bounding_box()
+    assert box is not None and duration > 2
+    scale = box["width"] / 640
+    page.mouse.click(box["x"] + (left + 0.75 * width) * scale, box["y"] + box["height"] / 2)
+    target = 0.75 * duration
+    wait_until(
+        page,
+        f"() => Math.abs(document.getElementById('video-player').currentTime - {target}) < 0.1",
+    )
+    playhead = float(chart.locator(".playhead").get_attribute("x1") or 0)
+    assert playhead == pytest.approx(left + 0.75 * width, abs=2)
+
+    # A person's button jumps to their most suspicious frame.
+    button = page.locator("#track-1 [data-seek]")
+    worst = float(button.get_attribute("data-seek") or 0)
+    button.click()
+    wait_until(page, player_near(worst))
+    keep_for_docs(journey.shot("video-result"), "video-result.png")
     assert_no_csp_violations(journey)

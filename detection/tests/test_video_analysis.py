@@ -258,7 +258,9 @@ def test_the_result_page_plays_the_video_above_the_timeline_chart(
     video_url = reverse("detection:submission-video", args=[analysed.id])
     assert f'src="{video_url}"' in text
     assert text.index("<video") < text.index('class="chart timeline-chart"')
-    assert text.count("<polyline") == 2
+    # The first person's line breaks while the second is on screen: three runs in all.
+    assert text.count("<polyline") == 3
+    assert text.count('data-track="1"') == 2
     assert 'id="track-1"' in text and 'id="track-2"' in text
     assert "seen on too few frames" in text
     assert "js/video.js" in text
@@ -284,3 +286,25 @@ def test_the_case_page_of_a_flagged_video_shows_it_and_decisions_work(
     )
     assert response.status_code == 302
     assert ReviewCase.objects.get(pk=case.pk).state == ReviewCase.State.CONFIRMED
+
+
+def test_the_timeline_chart_places_each_point_and_breaks_a_line_at_an_absence() -> None:
+    from detection.charts import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, timeline_chart
+
+    track = Track(index=1, timeline=[[0.0, 0.0], [0.5, 1.0], [3.0, 0.5]])
+    chart = str(
+        timeline_chart(
+            [track],
+            duration_s=4.0,
+            sample_interval_s=0.5,
+            flag_threshold=0.8,
+            uncertain_threshold=None,
+        )
+    )
+    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    bottom, top = TOP + plot_height, TOP
+    assert f'points="{LEFT:.1f},{bottom:.1f} {LEFT + plot_width / 8:.1f},{top:.1f}"' in chart
+    assert f'points="{LEFT + plot_width * 3 / 4:.1f},{TOP + plot_height / 2:.1f}"' in chart
+    assert f'data-duration="4.000" data-plot-left="{LEFT}" data-plot-width="{plot_width}"' in chart
+    assert chart.count("stroke-dasharray") == 1, "only the thresholds that are set"
+    assert "<title>Person 1 at 3.0 s: P(fake) 0.500</title>" in chart
