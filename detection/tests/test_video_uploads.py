@@ -437,3 +437,22 @@ def test_a_photo_has_no_video(client: Client, uploader: User) -> None:
     client.force_login(uploader)
     photo = SubmissionFactory.create(uploader=uploader)
     assert client.get(reverse("detection:submission-video", args=[photo.id])).status_code == 404
+
+
+def test_a_clip_larger_than_the_photo_limit_is_read_from_its_temporary_file(
+    client: Client, uploader: User, sent: mock.Mock, settings: Any
+) -> None:
+    # Django spools larger bodies to a temporary file; the clip is probed and re-muxed from
+    # there, and only the video limit applies to it.
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+    settings.UPLOAD_MAX_BYTES = 10_000
+    client.force_login(uploader)
+    data = encode_clip(["real_frame_1"], seconds_each=2)
+    assert len(data) > settings.UPLOAD_MAX_BYTES
+    response = client.post(
+        reverse("detection:upload"), {"image": SimpleUploadedFile("clip.mp4", data)}
+    )
+    assert response.status_code == 302
+    submission = Submission.objects.get()
+    assert submission.byte_size == len(data)
+    assert submission.duration_s == pytest.approx(2.0, abs=0.15)
