@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile, File
@@ -511,6 +512,7 @@ def _analyze_video(submission: Submission, *, task_id: str) -> VideoAnalysisResu
             analyzer,
             stored.file,
             demuxer=STORED_DEMUXERS[submission.format],
+            duration_s=submission.duration_s,
             sampling=VideoSampling(
                 per_second=settings.VIDEO_SAMPLE_FPS,
                 max_samples=settings.VIDEO_MAX_SAMPLES,
@@ -691,6 +693,11 @@ def _is_environmental(error: Exception) -> bool:
 
 
 def _plain_failure(error: Exception) -> str:
+    if isinstance(error, SoftTimeLimitExceeded):
+        return (
+            f"The analysis ran past its time limit on each of its "
+            f"{settings.ANALYSIS_MAX_ATTEMPTS} attempts."
+        )
     if isinstance(error, UnreadableImageError):
         return "The stored image could not be decoded, so no face could be analysed."
     if isinstance(error, UnreadableVideoError):

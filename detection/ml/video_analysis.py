@@ -147,11 +147,18 @@ def analyze_video(
     demuxer: str,
     sampling: VideoSampling,
     limits: VideoLimits,
+    duration_s: float | None = None,
     on_progress: ProgressCallback | None = None,
     rules: TrackingRules | None = None,
 ) -> VideoAnalysisResult:
-    """Raises UnreadableVideoError for a clip that cannot be decoded or exceeds `limits`."""
-    return _VideoAnalysis(analyzer, sampling, rules).run(source, demuxer, limits, on_progress)
+    """Raises UnreadableVideoError for a clip that cannot be decoded or exceeds `limits`.
+
+    `duration_s`: the clip's length as measured at upload (from its packets), which wins
+    over what the container says and stands in when it says nothing.
+    """
+    return _VideoAnalysis(analyzer, sampling, rules).run(
+        source, demuxer, limits, on_progress, duration_s
+    )
 
 
 class _VideoAnalysis:
@@ -174,15 +181,16 @@ class _VideoAnalysis:
         demuxer: str,
         limits: VideoLimits,
         on_progress: ProgressCallback | None,
+        measured_duration: float | None,
     ) -> VideoAnalysisResult:
         started = self.clock.start
         with open_video(source, demuxer) as container:
             probe = probe_video(container)
-            duration = probe.duration_s or (
-                probe.frame_count / probe.frame_rate
-                if probe.frame_count and probe.frame_rate
-                else 1.0
-            )
+            duration = measured_duration or probe.duration_s
+            if not duration and probe.frame_count and probe.frame_rate:
+                duration = probe.frame_count / probe.frame_rate
+            if not duration:
+                raise UnreadableVideoError("the video does not say how long it is")
             times = sample_times(
                 duration, per_second=self.sampling.per_second, max_samples=self.sampling.max_samples
             )

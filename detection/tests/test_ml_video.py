@@ -226,3 +226,16 @@ def test_a_turned_clip_is_analysed_upright(analyzer: Analyzer) -> None:
     )
     assert (result.width, result.height) == (960, 540)
     assert len(result.tracks) == 1 and result.tracks[0].frames == 2
+
+
+def test_the_length_measured_at_upload_sets_the_samples(analyzer: Analyzer) -> None:
+    result = analyze_video(
+        analyzer,
+        io.BytesIO(encode_clip(["real_frame_1"], seconds_each=2)),
+        demuxer="mp4",
+        duration_s=1.0,
+        sampling=VideoSampling(),
+        limits=NO_LIMITS,
+    )
+    assert result.duration_s == 1.0
+    assert result.frames_analysed == 2

@@ -8,6 +8,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -160,12 +161,14 @@ def test_a_stored_clip_that_cannot_be_decoded_fails_at_once(owner: User) -> None
 def test_a_poison_clip_fails_after_the_attempt_cap(owner: User, settings: Any) -> None:
     settings.ANALYSIS_MAX_ATTEMPTS = 2
     submission = uploaded_video(owner, ["real_frame_1"])
-    with mock.patch.object(services, "_analyze_video", side_effect=RuntimeError("crash")):
+    # A clip that runs past its time limit every time.
+    with mock.patch.object(services, "_analyze_video", side_effect=SoftTimeLimitExceeded()):
         with pytest.raises(services.RetryableAnalysisError):
             analyse(submission)
         submission = analyse(submission, task_id="task-2")
     assert submission.status == Submission.Status.FAILED
     assert submission.attempts == 2
+    assert "ran past its time limit on each of its 2 attempts" in submission.failure_reason
     # A worker killed outright by a clip (no exception to catch) counts the same way.
     Submission.objects.filter(id=submission.id).update(
         status=Submission.Status.PROCESSING, claimed_by_task="task-3", attempts=2
