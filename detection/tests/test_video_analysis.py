@@ -267,6 +267,9 @@ def test_the_result_page_plays_the_video_above_the_timeline_chart(
     assert 'id="track-1"' in text and 'id="track-2"' in text
     assert "seen on too few frames" in text
     assert "js/video.js" in text
+    overlay = client.get(reverse("detection:submission-overlay", args=[analysed.id]))
+    assert overlay["Content-Type"] == "image/jpeg"
+    assert f'href="{overlay.request["PATH_INFO"]}" id="overlay-link"' in text
 
 
 def test_the_case_page_of_a_flagged_video_shows_it_and_decisions_work(
