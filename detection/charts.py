@@ -112,7 +112,12 @@ def timeline_chart(
             )
             for value, colour, label in (
                 (flag_threshold, _FLAG, "likely manipulated"),
-                (uncertain_threshold, _UNCERTAIN, "uncertain"),
+                # Where both thresholds coincide there is no uncertain band to mark.
+                (
+                    uncertain_threshold if uncertain_threshold != flag_threshold else None,
+                    _UNCERTAIN,
+                    "uncertain",
+                ),
             )
             if value is not None
         ),

@@ -152,9 +152,15 @@ def analysis_worker(start_worker: Callable[..., WorkerProcess], demo_checkpoint:
 
 @pytest.fixture
 def video_worker(start_worker: Callable[..., WorkerProcess], demo_checkpoint: Path) -> None:
+    # As for photos: zero thresholds flag the untrained model's every clip, opening a case.
     start_worker(
         queues="video",
-        env={"DEEPFAKE_CHECKPOINT": str(demo_checkpoint), "TORCH_NUM_THREADS": "1"},
+        env={
+            "DEEPFAKE_CHECKPOINT": str(demo_checkpoint),
+            "FLAG_THRESHOLD": "0",
+            "UNCERTAIN_THRESHOLD": "0",
+            "TORCH_NUM_THREADS": "1",
+        },
     )
 
 
@@ -388,6 +394,7 @@ def test_uploader_plays_a_clip_and_seeks_it_from_the_timeline_chart(
     duration = float(chart.get_attribute("data-duration") or 0)
     left = float(chart.get_attribute("data-plot-left") or 0)
     width = float(chart.get_attribute("data-plot-width") or 0)
+    chart.scroll_into_view_if_needed()
     box = chart.bounding_box()
     assert box is not None and duration > 2
     scale = box["width"] / 640
@@ -410,4 +417,25 @@ def test_uploader_plays_a_clip_and_seeks_it_from_the_timeline_chart(
     button.click()
     wait_until(page, player_near(worst))
     keep_for_docs(journey.shot("video-result"), "video-result.png")
-    assert_no_csp_violations(journey)
+
+    # The moderator's case page shows the same player and chart, and the decision works.
+    make_user("video-moderator", moderator=True)
+    moderator = Journey(browser, live_server.url, "video-moderator")
+    moderator.log_in("video-moderator")
+    page = moderator.open("/moderation/")
+    page.keyboard.press("n")
+    expect(page).to_have_url(CASE_URL)
+    expect(page.locator("#video-player")).to_have_class(re.compile(r"\bblurrable\b"))
+    page.keyboard.press("b")
+    case_chart = page.locator("svg.timeline-chart")
+    expect(case_chart).to_be_visible()
+    case_chart.scroll_into_view_if_needed()
+    box = case_chart.bounding_box()
+    assert box is not None
+    scale = box["width"] / 640
+    page.mouse.click(box["x"] + (left + 0.5 * width) * scale, box["y"] + box["height"] / 2)
+    wait_until(page, player_near(0.5 * duration))
+    moderator.shot("video-case")
+    page.keyboard.press("c")
+    expect(page.locator(".messages")).to_contain_text("Confirm manipulated: interview.webm")
+    assert_no_csp_violations(journey, moderator)

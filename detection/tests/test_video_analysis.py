@@ -313,4 +313,14 @@ def test_the_timeline_chart_places_each_point_and_breaks_a_line_at_an_absence() 
     assert f'points="{LEFT + plot_width * 3 / 4:.1f},{TOP + plot_height / 2:.1f}"' in chart
     assert f'data-duration="4.000" data-plot-left="{LEFT}" data-plot-width="{plot_width}"' in chart
     assert chart.count("stroke-dasharray") == 1, "only the thresholds that are set"
+    coinciding = str(
+        timeline_chart(
+            [track],
+            duration_s=4.0,
+            sample_interval_s=0.5,
+            flag_threshold=0.0,
+            uncertain_threshold=0.0,
+        )
+    )
+    assert coinciding.count("stroke-dasharray") == 1 and ">uncertain<" not in coinciding
     assert "<title>Person 1 at 3.0 s: P(fake) 0.500</title>" in chart
