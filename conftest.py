@@ -1,5 +1,6 @@
 """Fixtures shared by every app's tests: real servers, real worker processes, private media,
-the committed test frames, and an untrained demo model built once per run.
+the committed test frames (and clips made of them), and an untrained demo model built once
+per run.
 
 torch loads inside the model fixtures, not at import, so test modules that never touch the
 pipeline collect quickly.
@@ -7,6 +8,7 @@ pipeline collect quickly.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,7 +144,12 @@ def assert_no_orphaned_files(submission_ids: list[uuid.UUID]) -> None:
     from detection.models import Submission
 
     for submission in Submission.objects.filter(id__in=submission_ids).prefetch_related("faces"):
-        named = {submission.image.name, submission.thumbnail.name, submission.overlay.name}
+        named = {
+            submission.image.name,
+            submission.thumbnail.name,
+            submission.poster.name,
+            submission.overlay.name,
+        }
         named |= {
             name for face in submission.faces.all() for name in (face.crop.name, face.heatmap.name)
         }
@@ -341,6 +348,61 @@ def sample_image(samples_dir: Path) -> Callable[[str], Image.Image]:
         return Image.open(samples_dir / f"{name}.jpg").convert("RGB")
 
     return open_sample
+
+
+# Encoder settings that make a test clip in a fraction of a second.
+_FAST_ENCODERS: dict[str, dict[str, str]] = {
+    "libx264": {"preset": "ultrafast"},
+    "libvpx": {"deadline": "realtime", "cpu-used": "16"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"},
+}
+
+
+def encode_clip(
+    frames: Sequence[str | Image.Image],
+    *,
+    seconds_each: float = 1.0,
+    fps: int = 10,
+    codec: str = "libx264",
+    container: str = "mp4",
+    rotation: int = 0,
+    metadata: dict[str, str] | None = None,
+) -> bytes:
+    """A clip of test frames (by name) or pictures, each on screen for `seconds_each`,
+    panning slowly (two pixels a frame) so that no two frames are identical; made with PyAV.
+
+    `rotation`: the stored pixels are turned clockwise by it and the stream says to turn
+    them back (counter-clockwise), as phones record portrait clips.
+    """
+    import av
+
+    turns = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180}
+    pictures = [
+        frame if isinstance(frame, Image.Image) else Image.open(TEST_FRAMES / f"{frame}.jpg")
+        for frame in frames
+    ]
+    pictures = [picture.convert("RGB") for picture in pictures]
+    width, height = pictures[0].size
+    per_picture = round(seconds_each * fps)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=container) as output:
+        output.metadata.update(metadata or {})
+        stream = output.add_stream(codec, rate=fps, options=_FAST_ENCODERS.get(codec, {}))
+        assert isinstance(stream, av.video.stream.VideoStream)
+        stream.width, stream.height = (height, width) if rotation in (90, 270) else (width, height)
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for picture in pictures:
+            for step in range(per_picture):
+                shifted = picture.crop((2 * step, 0, width + 2 * step, height))
+                if rotation:
+                    shifted = shifted.transpose(turns[rotation])
+                for packet in stream.encode(av.VideoFrame.from_image(shifted)):
+                    output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -215,7 +216,8 @@ UPLOAD_MAX_FILES = env.int("UPLOAD_MAX_FILES", default=10)
 # Beyond it Django stops reading the request, which is refused whole (REQUEST_TOO_LARGE).
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 # DATA_UPLOAD_MAX_MEMORY_SIZE does not count file data: this handler enforces the byte limit
-# while the body streams in, with or without a Content-Length header.
+# (the larger of the photo and video limits) while the body streams in, with or without a
+# Content-Length header; the upload's own kind then sets its limit.
 FILE_UPLOAD_HANDLERS = [
     "detection.uploads.LimitedUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
@@ -223,11 +225,42 @@ FILE_UPLOAD_HANDLERS = [
 ]
 ANALYSIS_MAX_ATTEMPTS = env.int("ANALYSIS_MAX_ATTEMPTS", default=3)
 ANALYSIS_RETRY_DELAY_SECONDS = env.int("ANALYSIS_RETRY_DELAY_SECONDS", default=5)
-# A claim older than this is abandoned (its worker died without the broker noticing); it must
-# exceed the hard time limit so that a live task is never taken over.
+# A claim with no sign of life for this long is abandoned (its worker died without the broker
+# noticing); it must exceed a photo's hard time limit so that a live task is never taken
+# over. A video's claim shows life every second or so while its frames are analysed.
 ANALYSIS_STALE_AFTER_SECONDS = env.int("ANALYSIS_STALE_AFTER_SECONDS", default=600)
 SWEEP_INTERVAL_SECONDS = env.int("SWEEP_INTERVAL_SECONDS", default=60)
-CELERY_TASK_ROUTES = {"detection.tasks.analyze_submission": {"queue": "inference"}}
+# --- Video ----------------------------------------------------------------------------------
+# MP4 (H.264), WebM (VP8/VP9) and MOV (H.264) clips come through the same upload; these
+# limits are checked from the container before anything is decoded, and again as it decodes.
+VIDEO_MAX_BYTES = env.int("VIDEO_MAX_BYTES", default=100_000_000)
+VIDEO_MAX_SECONDS = env.float("VIDEO_MAX_SECONDS", default=180.0)
+# One frame's pixels: 4K (3840 x 2160) by default.
+VIDEO_MAX_PIXELS = env.int("VIDEO_MAX_PIXELS", default=8_294_400)
+# Frames decoded bound the work: three minutes at 60 frames a second.
+VIDEO_MAX_FRAMES = env.int("VIDEO_MAX_FRAMES", default=10_800)
+# Frames analysed: this many a second, at most VIDEO_MAX_SAMPLES, spread over the clip.
+VIDEO_SAMPLE_FPS = env.float("VIDEO_SAMPLE_FPS", default=2.0)
+VIDEO_MAX_SAMPLES = env.int("VIDEO_MAX_SAMPLES", default=120)
+# Good-quality frames a person's track needs to count towards the verdict.
+VIDEO_MIN_TRACK_FRAMES = env.int("VIDEO_MIN_TRACK_FRAMES", default=3)
+# A video's time limits: a photo's, plus this many seconds per second of clip, the hard
+# limit capped at VIDEO_TIME_LIMIT_MAX, which must stay below the broker's visibility
+# timeout (a task still running then would be delivered to a second worker).
+VIDEO_SOFT_TIME_LIMIT_PER_SECOND = env.float("VIDEO_SOFT_TIME_LIMIT_PER_SECOND", default=5.0)
+VIDEO_TIME_LIMIT_MAX = env.int("VIDEO_TIME_LIMIT_MAX", default=1800)
+if not (
+    CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT <= VIDEO_TIME_LIMIT_MAX
+    and VIDEO_TIME_LIMIT_MAX < CELERY_VISIBILITY_TIMEOUT
+):
+    raise ImproperlyConfigured(
+        "time limits out of order: CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT "
+        "<= VIDEO_TIME_LIMIT_MAX < CELERY_VISIBILITY_TIMEOUT"
+    )
+CELERY_TASK_ROUTES = {
+    "detection.tasks.analyze_submission": {"queue": "inference"},
+    "detection.tasks.analyze_video": {"queue": "video"},
+}
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-submissions": {
         "task": "detection.tasks.sweep_stuck_submissions",
@@ -265,9 +298,9 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Faceproof API",
     "DESCRIPTION": (
-        "Upload photos for deepfake analysis and read per-face results; moderators work the "
-        "review queue and export evidence; every account can register webhooks. Every error "
-        "is a JSON object `{code, detail}`."
+        "Upload photos and videos for deepfake analysis and read per-face results; moderators "
+        "work the review queue and export evidence; every account can register webhooks. "
+        "Every error is a JSON object `{code, detail}`."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -281,7 +314,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "TAGS": [
-        {"name": "Submissions", "description": "Upload photos and read their analysis."},
+        {"name": "Submissions", "description": "Upload photos and videos and read their analysis."},
         {
             "name": "Moderation",
             "description": "The review queue, decisions and evidence (moderators and staff).",
@@ -363,6 +396,8 @@ CONTENT_SECURITY_POLICY = {
         "script-src": [SELF],
         "style-src": [SELF],
         "img-src": [SELF, "data:"],
+        # Videos play from the access-checked media view on this site.
+        "media-src": [SELF],
         "object-src": [NONE],
         "base-uri": [SELF],
         "form-action": [SELF],

@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from detection import services
-from detection.models import Face, Submission
+from detection.models import Face, Submission, Track
 from moderation import services as moderation_services
 from moderation.models import ReviewCase
 from moderation.rules import REVIEW_CASES
@@ -99,11 +99,35 @@ class FaceInline(ScoreColumns, admin.TabularInline):
         return _face_image(face, "detection:face-heatmap")
 
 
+class TrackInline(admin.TabularInline):
+    """A video's people: how often each was seen, its P(fake) and its worst moment."""
+
+    model = Track
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    fields = ("index", "frames", "good_frames", "judged", "p_fake", "seen", "worst_frame_s")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
+        return False
+
+    @admin.display(description="P(fake)")
+    def p_fake(self, track: Track) -> str:
+        return f"{track.fake_probability:.3f}"
+
+    @admin.display(description="Seen (s)")
+    def seen(self, track: Track) -> str:
+        return f"{track.first_s:.1f} to {track.last_s:.1f}"
+
+
 @admin.register(Submission)
 class SubmissionAdmin(ScoreColumns, admin.ModelAdmin):
     list_display = (
         "thumbnail_preview",
         "original_filename",
+        "media_type",
+        "duration",
         "uploader",
         "status",
         "verdict",
@@ -114,16 +138,24 @@ class SubmissionAdmin(ScoreColumns, admin.ModelAdmin):
         "queued_at",
     )
     list_display_links = ("thumbnail_preview", "original_filename")
-    list_filter = ("status", "verdict", "model_trained", "model_version", "queued_at")
+    list_filter = (
+        "media_type",
+        "status",
+        "verdict",
+        "model_trained",
+        "model_version",
+        "queued_at",
+    )
     search_fields = ("uploader__username", "=sha256", "original_filename")
     list_select_related = ("uploader", "review_case", "inherited_outcome__source_case")
     date_hierarchy = "queued_at"
-    inlines = (FaceInline,)
+    inlines = (FaceInline, TrackInline)
     actions = ("rerun_analysis", "reopen_case")
     fields = readonly_fields = (
         "id",
         "uploader",
         "original_filename",
+        "media_type",
         "overlay_preview",
         "sha256",
         "pdq",
@@ -133,6 +165,9 @@ class SubmissionAdmin(ScoreColumns, admin.ModelAdmin):
         "width",
         "height",
         "format",
+        "duration",
+        "frames_analysed",
+        "frames_total",
         "status",
         "failure_reason",
         "attempts",
@@ -168,6 +203,10 @@ class SubmissionAdmin(ScoreColumns, admin.ModelAdmin):
     @admin.display(description="Image")
     def thumbnail_preview(self, submission: Submission) -> SafeString:
         return thumbnail_html(submission.pk)
+
+    @admin.display(description="Duration", ordering="duration_s")
+    def duration(self, submission: Submission) -> str:
+        return "—" if submission.duration_s is None else f"{submission.duration_s:.1f} s"
 
     @admin.display(description="Faces", ordering="face_total")
     def face_count(self, submission: Submission) -> int:

@@ -1,4 +1,4 @@
-"""The JSON API: upload photos, read their analysis. Errors are {"code", "detail"}."""
+"""The JSON API: upload photos and videos, read their analysis. Errors are {"code", "detail"}."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from deepfake_site.api import refuse_empty_parameters
 from detection import selectors
 from detection.forms import SubmissionFilterForm
 from detection.ml.quality import QualityReason
-from detection.models import Face, Submission
+from detection.models import Face, Submission, Track
 from detection.upload_gate import FileOutcome, UploadRefused, uploads_accept
 from moderation.rules import user_is_reviewer
 from moderation.selectors import near_copies_of, submission_outcome
@@ -128,11 +128,62 @@ _PROVENANCE_SCHEMA = {
 }
 
 
+class TrackSerializer(serializers.ModelSerializer[Track]):
+    timeline = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2),
+        read_only=True,
+        help_text="[seconds, P(fake)] for every sampled frame the person appears in.",
+    )
+    fake_probability = serializers.FloatField(
+        read_only=True,
+        help_text="The mean of the most suspicious half of the frames that count (the good "
+        "ones when `judged`).",
+    )
+    judged = serializers.BooleanField(
+        read_only=True,
+        help_text="Seen well enough on enough frames to count towards the verdict.",
+    )
+    crop_url = serializers.SerializerMethodField()
+    heatmap_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Track
+        fields = (
+            "index",
+            "frames",
+            "good_frames",
+            "judged",
+            "fake_probability",
+            "timeline",
+            "first_s",
+            "last_s",
+            "worst_frame_s",
+            "crop_url",
+            "heatmap_url",
+        )
+
+    def get_crop_url(self, track: Track) -> str:
+        return self._absolute("detection:face-crop", track)
+
+    def get_heatmap_url(self, track: Track) -> str:
+        return self._absolute("detection:face-heatmap", track)
+
+    def _absolute(self, url_name: str, track: Track) -> str:
+        # The track's most suspicious face shares its index.
+        path = reverse(
+            url_name, kwargs={"submission_id": track.submission_id, "index": track.index}
+        )
+        return self.context["request"].build_absolute_uri(path)
+
+
 class SubmissionSerializer(serializers.ModelSerializer[Submission]):
     url = serializers.SerializerMethodField()
     verdict = serializers.SerializerMethodField()
     faces = serializers.SerializerMethodField()
+    tracks = serializers.SerializerMethodField()
     overlay_url = serializers.SerializerMethodField()
+    video_url = serializers.SerializerMethodField()
+    poster_url = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
     moderation = serializers.SerializerMethodField()
     queue_position = serializers.SerializerMethodField()
@@ -153,6 +204,7 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
         fields = (
             "id",
             "url",
+            "media_type",
             "status",
             "verdict",
             "fake_probability",
@@ -165,6 +217,9 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
             "width",
             "height",
             "format",
+            "duration_s",
+            "frames_analysed",
+            "frames_total",
             "attempts",
             "queued_at",
             "started_at",
@@ -173,11 +228,22 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
             "timings_ms",
             "model",
             "overlay_url",
+            "video_url",
+            "poster_url",
             "faces",
+            "tracks",
             "moderation",
             "provenance",
             "matches",
         )
+        extra_kwargs = {
+            "duration_s": {"help_text": "A video's length in seconds; null for a photo."},
+            "frames_analysed": {
+                "help_text": "A video's sampled frames analysed so far (all of them once "
+                "final); null for a photo."
+            },
+            "frames_total": {"help_text": "A video's sampled frames to analyse; null for a photo."},
+        }
 
     def get_url(self, submission: Submission) -> str:
         path = reverse("api:submission-detail", kwargs={"submission_id": submission.id})
@@ -199,10 +265,35 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
             return []
         return list(FaceSerializer(submission.faces.all(), many=True, context=self.context).data)
 
+    @extend_schema_field(TrackSerializer(many=True))
+    def get_tracks(self, submission: Submission) -> list[dict[str, Any]]:
+        """A video's people, one track each; empty for a photo."""
+        if not submission.is_final or not submission.is_video:
+            return []
+        return list(TrackSerializer(submission.tracks.all(), many=True, context=self.context).data)
+
     def get_overlay_url(self, submission: Submission) -> str | None:
         if not submission.overlay:
             return None
-        path = reverse("detection:submission-overlay", kwargs={"submission_id": submission.id})
+        return self._media_url("detection:submission-overlay", submission)
+
+    def get_video_url(self, submission: Submission) -> str | None:
+        """The stored clip (byte ranges supported); null for a photo."""
+        return (
+            self._media_url("detection:submission-video", submission)
+            if submission.is_video
+            else None
+        )
+
+    def get_poster_url(self, submission: Submission) -> str | None:
+        return (
+            self._media_url("detection:submission-poster", submission)
+            if submission.poster
+            else None
+        )
+
+    def _media_url(self, url_name: str, submission: Submission) -> str:
+        path = reverse(url_name, kwargs={"submission_id": submission.id})
         return self.context["request"].build_absolute_uri(path)
 
     @extend_schema_field(
@@ -394,16 +485,25 @@ _UPLOAD_REQUEST = {
                 "items": {"type": "string", "format": "binary"},
                 "minItems": 1,
                 "maxItems": 10,
-                "description": "One or more photos (JPEG, PNG or WebP), each its own `image` "
-                "part; at most UPLOAD_MAX_FILES (10 by default) in one request.",
-            }
+                "description": "One or more files, each its own `image` part: JPEG, PNG or "
+                "WebP photos, MP4 (H.264), WebM (VP8, VP9) or MOV (H.264) videos; at most "
+                "UPLOAD_MAX_FILES (10 by default) in one request.",
+            },
+            "video": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "description": "Videos may come as `video` parts instead; they count "
+                "towards the same limit.",
+            },
         },
-        "required": ["image"],
     }
 }
 
 
 class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
+    """List the caller's submissions, or upload photos and videos (multipart parts `image`;
+    a video may come as `video`)."""
+
     serializer_class = SubmissionSerializer
     parser_classes = [MultiPartParser]
     error_statuses = (411, 413, 429, 503)
@@ -438,12 +538,12 @@ class SubmissionListCreate(generics.ListCreateAPIView[Submission]):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
-        summary="Upload photos for analysis",
-        description="Send one photo, or several, as `image` parts of a multipart body. One "
-        "photo: 202 with its new submission (queued; poll its `url` or register a webhook), or "
-        "200 with the existing one when you had sent these exact bytes before. Several: 207 "
-        "with one result per photo, in the order sent; each passes the same checks and rate "
-        "limits as a single upload.",
+        summary="Upload photos and videos for analysis",
+        description="Send one file, or several, as `image` parts of a multipart body (a "
+        "video may come as a `video` part). One file: 202 with its new submission (queued; "
+        "poll its `url` or register a webhook), or 200 with the existing one when you had "
+        "sent these exact bytes before. Several: 207 with one result per file, in the order "
+        "sent; each passes the same checks and rate limits as a single upload.",
         request=_UPLOAD_REQUEST,
         responses={
             202: OpenApiResponse(SubmissionSerializer, "Accepted and queued for analysis."),

@@ -4,9 +4,10 @@ from django import forms
 
 from detection.models import Submission
 from detection.validation import ALLOWED_FORMATS
+from detection.video_validation import ACCEPTED_CONTENT_TYPES
 
 
-class MultiplePhotosInput(forms.ClearableFileInput):
+class MultipleFilesInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
 
@@ -17,11 +18,15 @@ class UploadForm(forms.Form):
     # which ImageField would do with a far looser format list. The page only renders it:
     # the gate reads every `image` part of the request itself.
     image = forms.FileField(
-        label="Photos",
-        help_text="JPEG, PNG or WebP; several at once if you like.",
+        label="Photos or videos",
+        help_text="JPEG, PNG or WebP photos, MP4, WebM or MOV videos; several at once if you like.",
         required=False,  # the gate says why a file is missing, in the same words as the API
-        widget=MultiplePhotosInput(
-            attrs={"accept": ",".join(ct for _, ct, _ in ALLOWED_FORMATS.values())}
+        widget=MultipleFilesInput(
+            attrs={
+                "accept": ",".join(
+                    [*(ct for _, ct, _ in ALLOWED_FORMATS.values()), *ACCEPTED_CONTENT_TYPES]
+                )
+            }
         ),
     )
 

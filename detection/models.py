@@ -1,4 +1,4 @@
-"""Uploaded photos and what the analysis found in them."""
+"""Uploaded photos and videos, and what the analysis found in them."""
 
 from __future__ import annotations
 
@@ -26,15 +26,25 @@ class Submission(models.Model):
         # Faces were found, but none good enough to judge.
         INCONCLUSIVE = "inconclusive", "Inconclusive"
 
+    class MediaType(models.TextChoices):
+        IMAGE = "image", "Photo"
+        VIDEO = "video", "Video"
+
     FINAL_STATUSES = (Status.DONE, Status.NO_FACE, Status.FAILED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     uploader = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions"
     )
+    media_type = models.CharField(
+        max_length=5, choices=MediaType.choices, default=MediaType.IMAGE, db_index=True
+    )
     # Server-generated names only; what the uploader called the file is display text.
+    # `image` is the stored upload: the re-encoded photo, or the re-muxed video.
     image = models.FileField(max_length=255)
     thumbnail = models.FileField(max_length=255)
+    # A video's poster frame (JPEG, full size); the thumbnail is made from it.
+    poster = models.FileField(max_length=255, blank=True)
     original_filename = models.CharField(max_length=255, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)
     # The PDQ perceptual hash of the decoded pixels and its quality (0-100): re-encoded,
@@ -49,6 +59,10 @@ class Submission(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     format = models.CharField(max_length=10)
+    duration_s = models.FloatField(null=True, blank=True)
+    # A video's sampled frames: how many the analysis will look at, and has looked at so far.
+    frames_total = models.PositiveIntegerField(null=True, blank=True)
+    frames_analysed = models.PositiveIntegerField(null=True, blank=True)
 
     status = models.CharField(
         max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True
@@ -66,6 +80,9 @@ class Submission(models.Model):
     # (the broker was down at upload time): the sweeper sends those first.
     sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # The claim's last sign of life: set when claimed and as a video's frames are analysed,
+    # so a long video is not taken for abandoned while its worker is still at it.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     model_version = models.CharField(max_length=64, blank=True)
@@ -96,6 +113,10 @@ class Submission(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
+
+    @property
+    def is_video(self) -> bool:
+        return self.media_type == self.MediaType.VIDEO
 
     @property
     def processing_ms(self) -> float | None:
@@ -142,3 +163,40 @@ class Face(models.Model):
     @property
     def real_probability(self) -> float:
         return 1.0 - self.fake_probability
+
+
+class Track(models.Model):
+    """One person followed through a video: the frames they appear in and their P(fake).
+
+    `face` is the person's face on their most suspicious frame (with its crop and
+    heatmap); it shares the track's index, so a video has one Face row per person.
+    """
+
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="tracks")
+    index = models.PositiveSmallIntegerField()
+    face = models.OneToOneField(Face, on_delete=models.CASCADE, related_name="track")
+    frames = models.PositiveIntegerField()
+    good_frames = models.PositiveIntegerField()
+    # Enough good frames to count towards the verdict (detection.ml.video_analysis).
+    judged = models.BooleanField()
+    # The upper-half mean of the counted frames' P(fake) (detection.ml.tracking).
+    fake_probability = models.FloatField()
+    # [[seconds, P(fake)], ...], one point per sampled frame the person appears in.
+    timeline = models.JSONField(default=list)
+    first_s = models.FloatField()
+    last_s = models.FloatField()
+    worst_frame_s = models.FloatField()
+
+    class Meta:
+        ordering = ("submission", "index")
+        constraints = [
+            models.UniqueConstraint(fields=("submission", "index"), name="one_track_per_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Track {self.index} of {self.submission_id}"
+
+    @property
+    def counted_frames(self) -> int:
+        """The frames its P(fake) was computed from: the good ones when it is judged."""
+        return self.good_frames if self.judged else self.frames

@@ -21,7 +21,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from detection.ml.card import CardError, card_path, read_card
-from detection.models import Submission
+from detection.models import Submission, Track
 from detection.pdq_db import pdq_distances
 from moderation.models import ImageMatch
 from moderation.rules import user_is_reviewer
@@ -49,11 +49,13 @@ def submissions_with_results(
     submissions: QuerySet[Submission], *, with_near_copies: bool = False
 ) -> QuerySet[Submission]:
     """What the API shows of each submission, loaded with the list in a fixed number of
-    queries: faces, moderation outcome (own or inherited), `queued_before` (the queue
+    queries: faces, tracks, moderation outcome (own or inherited), `queued_before` (the queue
     position when queued) and, for moderators, the near-copies both ways."""
     queued_before = (
         Submission.objects.filter(
-            status=Submission.Status.QUEUED, queued_at__lt=OuterRef("queued_at")
+            status=Submission.Status.QUEUED,
+            queued_at__lt=OuterRef("queued_at"),
+            media_type=OuterRef("media_type"),
         )
         .order_by()
         .values("status")
@@ -75,7 +77,7 @@ def submissions_with_results(
         )
     return (
         submissions.select_related(*OUTCOME_RELATIONS)
-        .prefetch_related("faces")
+        .prefetch_related("faces", "tracks")
         .annotate(
             queued_before=Case(
                 When(status=Submission.Status.QUEUED, then=Coalesce(Subquery(queued_before), 0)),
@@ -88,6 +90,11 @@ def submissions_with_results(
 
 def _outcome_relations_of(relation: str) -> list[str]:
     return [f"{relation}__{name}" for name in OUTCOME_RELATIONS]
+
+
+def submission_tracks(*, submission: Submission) -> list[Track]:
+    """A video's tracks in order, each with its most suspicious face."""
+    return list(submission.tracks.select_related("face").order_by("index"))
 
 
 def submission_list_for_user(
@@ -103,11 +110,14 @@ def submission_list_for_user(
 
 
 def submission_queue_position(*, submission: Submission) -> int:
-    """How many queued submissions will be analysed before this one."""
+    """How many queued submissions will be analysed before this one: photos and videos wait
+    in queues of their own."""
     if submission.status != Submission.Status.QUEUED:
         return 0
     return Submission.objects.filter(
-        status=Submission.Status.QUEUED, queued_at__lt=submission.queued_at
+        status=Submission.Status.QUEUED,
+        queued_at__lt=submission.queued_at,
+        media_type=submission.media_type,
     ).count()
 
 

@@ -34,19 +34,40 @@ _PING_SECONDS = 2.0
     max_retries=None,
 )
 def analyze_submission(self: Task, submission_id: str) -> None:
+    _run_analysis(self, submission_id)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # analysis_send gives each clip limits that grow with its length; these are the most
+    # any clip gets, for a message sent without them.
+    soft_time_limit=settings.VIDEO_TIME_LIMIT_MAX
+    - (settings.CELERY_TASK_TIME_LIMIT - settings.CELERY_TASK_SOFT_TIME_LIMIT),
+    time_limit=settings.VIDEO_TIME_LIMIT_MAX,
+    max_retries=None,
+)
+def analyze_video(self: Task, submission_id: str) -> None:
+    """A video's analysis: the same service on the `video` queue, which its own worker
+    serves, so that minutes of video never hold up photos."""
+    _run_analysis(self, submission_id)
+
+
+def _run_analysis(task: Task, submission_id: str) -> None:
     try:
         services.analysis_run(
             submission_id=uuid.UUID(submission_id),
-            task_id=str(self.request.id),
-            worker=str(self.request.hostname),
+            task_id=str(task.request.id),
+            worker=str(task.request.hostname),
         )
     except services.RetryableAnalysisError as error:
-        raise self.retry(exc=error, countdown=settings.ANALYSIS_RETRY_DELAY_SECONDS) from error
+        raise task.retry(exc=error, countdown=settings.ANALYSIS_RETRY_DELAY_SECONDS) from error
     except services.EnvironmentUnavailable as error:
         # Storage or the database is down: wait longer each time, up to the stale limit.
-        delay = settings.ANALYSIS_RETRY_DELAY_SECONDS * 2 ** min(self.request.retries, 16)
+        delay = settings.ANALYSIS_RETRY_DELAY_SECONDS * 2 ** min(task.request.retries, 16)
         countdown = min(max(delay, 1), settings.ANALYSIS_STALE_AFTER_SECONDS)
-        raise self.retry(exc=error, countdown=countdown) from error
+        raise task.retry(exc=error, countdown=countdown) from error
 
 
 @shared_task

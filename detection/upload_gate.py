@@ -2,18 +2,17 @@
 
 Every upload passes the same checks in the same order: a body with a length, the rate
 limits, the byte limit (enforced while the body streams in), a file at all, then in
-`services.submission_create` the duplicate check, the limit on uploads in flight, the
-validation and storage. A request may carry several photos (UPLOAD_MAX_FILES): each one
-passes the per-file checks on its own, rate limits included, and gets its own outcome.
-Each refusal carries a machine code (which sets the HTTP status), a message for people and,
-for passing reasons, when to try again; nothing is stored for a refused photo.
+`services.upload_create` the duplicate check, the limit on uploads in flight, the
+validation and storage. A request may carry several files (UPLOAD_MAX_FILES), photos or
+videos: each one passes the per-file checks on its own, rate limits included, and gets its
+own outcome. Each refusal carries a machine code (which sets the HTTP status), a message for
+people and, for passing reasons, when to try again; nothing is stored for a refused file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadedfile import UploadedFile
@@ -22,10 +21,18 @@ from django.http.multipartparser import MultiPartParserError
 
 from detection import services
 from detection.throttling import RateLimitUnavailable, rate_limited_message, upload_rate_wait
-from detection.uploads import LENGTH_REQUIRED_MESSAGE, body_length_missing, files_received
-from detection.validation import RejectionCode, UploadRejected, too_large_message
+from detection.uploads import (
+    LENGTH_REQUIRED_MESSAGE,
+    body_length_missing,
+    files_received,
+    too_large_for_any_message,
+)
+from detection.validation import RejectionCode, UploadRejected
 
+# The form field of photos and videos; API clients may also name a clip's part `video`.
 UPLOAD_FIELD = "image"
+VIDEO_FIELD = "video"
+UPLOAD_FIELDS = (UPLOAD_FIELD, VIDEO_FIELD)
 
 
 # A refusal for a passing reason says when to come back.
@@ -53,7 +60,7 @@ class UploadRefused(Exception):
 
 @dataclass(frozen=True)
 class FileOutcome:
-    """One photo of the request: stored (or found again), or refused and why."""
+    """One file of the request: stored (or found again), or refused and why."""
 
     filename: str
     accepted: services.SubmissionCreated | None = None
@@ -61,10 +68,11 @@ class FileOutcome:
 
 
 def uploads_accept(request: HttpRequest, *, user: User) -> list[FileOutcome]:
-    """Every photo in the request's `image` parts, in the order sent, each with its outcome.
+    """Every photo and video in the request's `image` and `video` parts, in the order sent,
+    each with its outcome.
 
     Raises UploadRefused when the request as a whole is refused: no length, over the rate
-    limits before anything is read, a body Django will not parse, or no photo at all.
+    limits before anything is read, a body Django will not parse, or no file at all.
     """
     if body_length_missing(request):
         raise UploadRefused(RejectionCode.LENGTH_REQUIRED, LENGTH_REQUIRED_MESSAGE)
@@ -74,23 +82,23 @@ def uploads_accept(request: HttpRequest, *, user: User) -> list[FileOutcome]:
     if refusal is not None:
         raise refusal
     try:
-        kept = iter(request.FILES.getlist(UPLOAD_FIELD))  # parses the body through the handler
+        # Reading FILES parses the body through the handler.
+        kept = {field: iter(request.FILES.getlist(field)) for field in UPLOAD_FIELDS}
     except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as error:
         raise UploadRefused(RejectionCode.REQUEST_TOO_LARGE, str(error)) from None
     except MultiPartParserError:
         message = "The request body is not a well-formed multipart form."
         raise UploadRefused(RejectionCode.MALFORMED_REQUEST, message) from None
-    received = [part for part in files_received(request) if part.field_name == UPLOAD_FIELD]
+    received = [part for part in files_received(request) if part.field_name in UPLOAD_FIELDS]
     if not received:
-        raise UploadRefused(RejectionCode.MISSING_IMAGE, "Choose a photo to upload.")
+        raise UploadRefused(RejectionCode.MISSING_IMAGE, "Choose a photo or a video to upload.")
     outcomes = []
     for position, part in enumerate(received):
         if part.too_large:
-            message = too_large_message(settings.UPLOAD_MAX_BYTES)
-            refused = UploadRefused(RejectionCode.FILE_TOO_LARGE, message)
+            refused = UploadRefused(RejectionCode.FILE_TOO_LARGE, too_large_for_any_message())
             outcomes.append(FileOutcome(part.name, refusal=refused))
             continue
-        uploaded = next(kept, None)
+        uploaded = next(kept[part.field_name], None)
         if uploaded is None:  # a part the upload handlers kept no file for
             refused = UploadRefused(RejectionCode.MISSING_IMAGE, "The file could not be read.")
             outcomes.append(FileOutcome(part.name, refusal=refused))
@@ -120,11 +128,11 @@ def _rate_refusal(request: HttpRequest) -> UploadRefused | None:
 def _accept_one(uploaded: UploadedFile, *, user: User) -> FileOutcome:
     filename = uploaded.name or ""
     try:
-        created = services.submission_create(uploader=user, data=uploaded.read(), filename=filename)
+        created = services.upload_create(uploader=user, upload=uploaded, filename=filename)
     except UploadRejected as rejection:
         return FileOutcome(filename, refusal=UploadRefused(rejection.code, rejection.message))
     except services.StorageUnavailable:
-        message = "The photo could not be stored just now; nothing was kept. Please try again."
+        message = "The upload could not be stored just now; nothing was kept. Please try again."
         refused = UploadRefused(
             RejectionCode.STORAGE_UNAVAILABLE, message, UNAVAILABLE_RETRY_SECONDS
         )

@@ -9,6 +9,18 @@ from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest
 
 
+def streamed_upload_limit() -> int:
+    """What may stream in before the upload's kind is known: the larger of the two limits."""
+    return max(settings.UPLOAD_MAX_BYTES, settings.VIDEO_MAX_BYTES)
+
+
+def too_large_for_any_message() -> str:
+    return (
+        f"The file is larger than the {settings.VIDEO_MAX_BYTES / 1_000_000:g} MB limit for "
+        f"videos ({settings.UPLOAD_MAX_BYTES / 1_000_000:g} MB for photos)."
+    )
+
+
 @dataclass
 class ReceivedFile:
     """A file part of the request, in the order sent, whether it was kept or dropped."""
@@ -19,7 +31,8 @@ class ReceivedFile:
 
 
 class LimitedUploadHandler(FileUploadHandler):
-    """Counts file bytes as they stream in and drops a file past UPLOAD_MAX_BYTES.
+    """Counts file bytes as they stream in and drops a file past the streamed limit (the
+    larger of the photo and video limits: the kind is known only once the file is in).
 
     It works without a Content-Length header (chunked bodies). A dropped file's bytes are
     read and discarded, and the files after it are still read, so that each photo of a
@@ -38,7 +51,7 @@ class LimitedUploadHandler(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
-        if self.received > settings.UPLOAD_MAX_BYTES:
+        if self.received > streamed_upload_limit():
             files_received(self.request)[-1].too_large = True
             raise SkipFile
         return raw_data

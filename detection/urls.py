@@ -19,6 +19,14 @@ urlpatterns = [
         "submissions/<uuid:submission_id>/image/", views.submission_image, name="submission-image"
     ),
     path(
+        "submissions/<uuid:submission_id>/video/", views.submission_video, name="submission-video"
+    ),
+    path(
+        "submissions/<uuid:submission_id>/poster/",
+        views.submission_poster,
+        name="submission-poster",
+    ),
+    path(
         "submissions/<uuid:submission_id>/thumbnail/",
         views.submission_thumbnail,
         name="submission-thumbnail",

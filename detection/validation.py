@@ -51,6 +51,11 @@ class RejectionCode(StrEnum):
     UNSUPPORTED_FORMAT = "unsupported_format"
     ANIMATED_IMAGE = "animated_image"
     CORRUPT_IMAGE = "corrupt_image"
+    NO_VIDEO_STREAM = "no_video_stream"
+    UNSUPPORTED_VIDEO_CODEC = "unsupported_video_codec"
+    VIDEO_TOO_LONG = "video_too_long"
+    TOO_MANY_FRAMES = "too_many_frames"
+    CORRUPT_VIDEO = "corrupt_video"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     SERVICE_UNAVAILABLE = "service_unavailable"
 
@@ -131,7 +136,8 @@ def _open_allowed(data: bytes, limits: UploadLimits) -> Image.Image:
         raise _too_many_pixels() from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise UploadRejected(
-            RejectionCode.UNSUPPORTED_FORMAT, "This is not a JPEG, PNG or WebP image we can read."
+            RejectionCode.UNSUPPORTED_FORMAT,
+            "This is not a JPEG, PNG or WebP image or an MP4, WebM or MOV video we can read.",
         ) from None
     _check_size(*image.size, limits)
     needed = decode_bytes_estimate(image)

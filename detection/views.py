@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import mimetypes
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from django.http import (
     HttpResponse,
     HttpResponseBase,
     JsonResponse,
+    StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -35,14 +37,19 @@ from deepfake_site.http import SignedInRequest
 from deepfake_site.selectors import api_token_get_current
 from deepfake_site.services import api_token_rotate
 from detection import selectors
+from detection.charts import video_result_context
 from detection.forms import SubmissionFilterForm, UploadForm
 from detection.models import Face, Submission
 from detection.upload_gate import FileOutcome, UploadRefused, uploads_accept
+from detection.video_validation import ACCEPTED_CONTENT_TYPES
 from moderation.forms import ReopenInheritedForm
 from moderation.rules import user_is_reviewer
 from moderation.selectors import submission_near_copies, submission_outcome
 
 MediaView = Callable[..., HttpResponseBase]
+# One range of bytes (RFC 9110): what browsers ask for to seek in a video.
+_BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_CHUNK = 64 * 1024
 
 
 def login_or_token_required(view: MediaView) -> MediaView:
@@ -179,32 +186,51 @@ def api_token(request: SignedInRequest) -> HttpResponse:
 
 @login_or_token_required
 @require_safe
-def submission_image(request: HttpRequest, submission_id: uuid.UUID) -> FileResponse:
-    return _file_response(_get_submission_for_user(request, submission_id).image.name)
+def submission_image(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponseBase:
+    """The stored upload: the photo, or the video (whose own view is `submission_video`)."""
+    return _file_response(request, _get_submission_for_user(request, submission_id).image.name)
 
 
 @login_or_token_required
 @require_safe
-def submission_thumbnail(request: HttpRequest, submission_id: uuid.UUID) -> FileResponse:
-    return _file_response(_get_submission_for_user(request, submission_id).thumbnail.name)
+def submission_video(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponseBase:
+    """The stored clip, in byte ranges as players ask for them to seek."""
+    submission = _get_submission_for_user(request, submission_id)
+    if not submission.is_video:
+        raise Http404("Not a video")
+    return _file_response(request, submission.image.name)
 
 
 @login_or_token_required
 @require_safe
-def submission_overlay(request: HttpRequest, submission_id: uuid.UUID) -> FileResponse:
-    return _file_response(_get_submission_for_user(request, submission_id).overlay.name)
+def submission_poster(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponseBase:
+    return _file_response(request, _get_submission_for_user(request, submission_id).poster.name)
 
 
 @login_or_token_required
 @require_safe
-def face_crop(request: HttpRequest, submission_id: uuid.UUID, index: int) -> FileResponse:
-    return _file_response(_get_face(request, submission_id, index).crop.name)
+def submission_thumbnail(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponseBase:
+    submission = _get_submission_for_user(request, submission_id)
+    return _file_response(request, submission.thumbnail.name)
 
 
 @login_or_token_required
 @require_safe
-def face_heatmap(request: HttpRequest, submission_id: uuid.UUID, index: int) -> FileResponse:
-    return _file_response(_get_face(request, submission_id, index).heatmap.name)
+def submission_overlay(request: HttpRequest, submission_id: uuid.UUID) -> HttpResponseBase:
+    submission = _get_submission_for_user(request, submission_id)
+    return _file_response(request, submission.overlay.name)
+
+
+@login_or_token_required
+@require_safe
+def face_crop(request: HttpRequest, submission_id: uuid.UUID, index: int) -> HttpResponseBase:
+    return _file_response(request, _get_face(request, submission_id, index).crop.name)
+
+
+@login_or_token_required
+@require_safe
+def face_heatmap(request: HttpRequest, submission_id: uuid.UUID, index: int) -> HttpResponseBase:
+    return _file_response(request, _get_face(request, submission_id, index).heatmap.name)
 
 
 def _get_face(request: HttpRequest, submission_id: uuid.UUID, index: int) -> Face:
@@ -215,15 +241,62 @@ def _get_face(request: HttpRequest, submission_id: uuid.UUID, index: int) -> Fac
     return face
 
 
-def _file_response(name: str | None) -> FileResponse:
+def _file_response(request: HttpRequest, name: str | None) -> HttpResponseBase:
+    """A stored file with an explicit type, whole or the one byte range asked for.
+
+    Ranges let a player seek in a video without downloading all of it first. A request for
+    several ranges is answered with the whole file, as RFC 9110 allows.
+    """
     if not name or not default_storage.exists(name):
         raise Http404("No such file")
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
+    size = default_storage.size(name)
+    wanted = _BYTE_RANGE.match(request.headers.get("Range", "").replace(" ", ""))
+    response: HttpResponseBase
+    if wanted is None:
+        response = FileResponse(default_storage.open(name, "rb"), content_type=content_type)
+    else:
+        byte_range = _byte_range(wanted, size)
+        if byte_range is None:
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+        else:
+            first, last = byte_range
+            response = StreamingHttpResponse(
+                _read_range(name, first, last), status=206, content_type=content_type
+            )
+            response["Content-Length"] = str(last - first + 1)
+            response["Content-Range"] = f"bytes {first}-{last}/{size}"
+    response["Accept-Ranges"] = "bytes"
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     response["Content-Disposition"] = "inline"
     return response
+
+
+def _byte_range(wanted: re.Match[str], size: int) -> tuple[int, int] | None:
+    """First and last byte of `bytes=a-b`, `bytes=a-` or `bytes=-n`; None if unsatisfiable."""
+    start, end = wanted.group(1), wanted.group(2)
+    if not start and not end:
+        return None
+    if not start:  # the last n bytes
+        length = int(end)
+        return (max(size - length, 0), size - 1) if length and size else None
+    first = int(start)
+    last = min(int(end), size - 1) if end else size - 1
+    return (first, last) if first <= last else None
+
+
+def _read_range(name: str, first: int, last: int) -> Iterator[bytes]:
+    with default_storage.open(name, "rb") as stored:
+        stored.seek(first)
+        remaining = last - first + 1
+        while remaining > 0:
+            chunk = stored.read(min(_RANGE_CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
 
 
 def _upload_context(
@@ -240,6 +313,10 @@ def _upload_context(
         "max_bytes": settings.UPLOAD_MAX_BYTES,
         "max_megabytes": settings.UPLOAD_MAX_BYTES / 1_000_000,
         "max_megapixels": settings.UPLOAD_MAX_PIXELS / 1_000_000,
+        "max_video_bytes": settings.VIDEO_MAX_BYTES,
+        "max_video_megabytes": settings.VIDEO_MAX_BYTES / 1_000_000,
+        "max_video_seconds": settings.VIDEO_MAX_SECONDS,
+        "video_types": ",".join(ACCEPTED_CONTENT_TYPES),
     }
 
 
@@ -249,6 +326,7 @@ _PREPARING_AFTER = timedelta(seconds=8)
 
 def _detail_context(request: HttpRequest, submission: Submission) -> dict[str, object]:
     faces = list(submission.faces.all()) if submission.is_final else []
+    video = video_result_context(submission=submission) if submission.is_video else {}
     running_for = (
         timezone.now() - submission.started_at
         if submission.status == Submission.Status.PROCESSING and submission.started_at
@@ -274,4 +352,5 @@ def _detail_context(request: HttpRequest, submission: Submission) -> dict[str, o
             else []
         ),
         "reopen_form": ReopenInheritedForm() if reviewer else None,
+        **video,
     }

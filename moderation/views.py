@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from deepfake_site.http import SignedInRequest
+from detection.charts import video_result_context
 from detection.selectors import model_caution, submission_get_for_user
 from moderation import rules, selectors, services
 from moderation.charts import bar_chart, line_chart
@@ -483,6 +484,7 @@ def _render_case(
             "events": selectors.review_case_events(case=case),
             "caution": model_caution(),
             "shortcuts": CASE_SHORTCUTS,
+            **(video_result_context(submission=submission) if submission.is_video else {}),
         },
         status=status,
     )

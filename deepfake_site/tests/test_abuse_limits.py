@@ -86,11 +86,11 @@ def test_uploads_beyond_those_in_flight_get_429_and_store_nothing(
     refused = api.post(upload_url, {"image": distinct_jpeg(2)})
     assert refused.status_code == 429
     assert refused.json()["code"] == RejectionCode.TOO_MANY_IN_FLIGHT
-    assert "2 photos" in refused.json()["detail"]
+    assert "2 uploads" in refused.json()["detail"]
     client.force_login(user)
     page = client.post(reverse("detection:upload"), {"image": distinct_jpeg(3)})
     assert page.status_code == 429
-    assert "2 photos" in page.content.decode()
+    assert "2 uploads" in page.content.decode()
     assert Submission.objects.count() == 2
     assert sorted(private_media_root.rglob("*")) == stored
     assert api.post(upload_url, {"image": distinct_jpeg(0)}).status_code == 200, "no new work"

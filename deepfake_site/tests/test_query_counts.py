@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deepfake_site.services import api_token_rotate
+from detection.models import Submission, Track
 from moderation import services
 from moderation.models import Decision, ReviewCase
 from moderation.tests.factories import (
@@ -89,6 +90,37 @@ def test_api_submission_list(client: Client, uploader: User, moderator: User) ->
     client.force_login(uploader)
     url = reverse("api:submission-list")
     assert_fixed_query_count(client, url, decided_cases(uploader, moderator))
+
+
+def test_api_submission_list_of_videos(client: Client, uploader: User) -> None:
+    """Each video's tracks come with the list, not with a query per video."""
+    client.force_login(uploader)
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            video = SubmissionFactory.create(
+                uploader=uploader,
+                media_type=Submission.MediaType.VIDEO,
+                duration_s=3.0,
+                frames_analysed=6,
+                frames_total=6,
+            )
+            for index in (1, 2):
+                Track.objects.create(
+                    submission=video,
+                    index=index,
+                    face=FaceFactory.create(submission=video, index=index),
+                    frames=3,
+                    good_frames=3,
+                    judged=True,
+                    fake_probability=0.5,
+                    timeline=[[0.2, 0.5], [0.7, 0.5], [1.2, 0.5]],
+                    first_s=0.2,
+                    last_s=1.2,
+                    worst_frame_s=0.2,
+                )
+
+    assert_fixed_query_count(client, reverse("api:submission-list"), add)
 
 
 def test_moderation_queue(client: Client, uploader: User, moderator: User) -> None:

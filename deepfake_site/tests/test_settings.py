@@ -108,3 +108,17 @@ def test_worker_children_are_replaced_after_bounded_tasks_and_memory() -> None:
     assert bounds(
         CELERY_WORKER_MAX_TASKS_PER_CHILD="7", CELERY_WORKER_MAX_MEMORY_PER_CHILD="123456"
     ) == [7, 123456]
+
+
+def test_time_limits_out_of_order_refuse_to_start() -> None:
+    """A task still running past the broker's visibility timeout would be delivered twice."""
+    assert load_settings(DEBUG="true").returncode == 0
+    for env in (
+        {"VIDEO_TIME_LIMIT_MAX": "4000"},  # above the visibility timeout
+        {"CELERY_VISIBILITY_TIMEOUT": "900", "VIDEO_TIME_LIMIT_MAX": "1200"},
+        {"CELERY_TASK_TIME_LIMIT": "2000"},  # a photo's limit above the longest video's
+        {"CELERY_TASK_SOFT_TIME_LIMIT": "300"},  # not below the hard limit
+    ):
+        result = load_settings(DEBUG="true", **env)
+        assert result.returncode != 0, env
+        assert "time limits out of order" in result.stderr, env

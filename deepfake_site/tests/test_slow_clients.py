@@ -196,7 +196,8 @@ def send_body_of(port: int, length: int) -> int:
 
 
 def test_nginx_takes_a_body_of_the_upload_limit_and_refuses_a_larger_one(site: Site) -> None:
-    # 20 MB (UPLOAD_MAX_BYTES) plus a multipart envelope reaches Django, which refuses the
-    # POST for its own reasons (no CSRF token); 25 MB never leaves nginx.
-    assert send_body_of(site.nginx_port, 20_100_000) == 403
-    assert send_body_of(site.nginx_port, 25_000_000) == 413
+    # 100 MB (VIDEO_MAX_BYTES, the larger upload limit) plus a multipart envelope reaches
+    # Django, which refuses the POST for its own reasons (no CSRF token); 110 MB never
+    # leaves nginx.
+    assert send_body_of(site.nginx_port, 100_100_000) == 403
+    assert send_body_of(site.nginx_port, 110_000_000) == 413

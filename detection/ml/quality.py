@@ -22,6 +22,8 @@ class QualityReason(StrEnum):
     BLURRY = "blurry"
     PROFILE = "profile"
     LOW_DETECTION = "low_detection"
+    # Video only: a face of good quality on too few sampled frames to judge the person.
+    TOO_BRIEF = "too_brief"
 
 
 @dataclass(frozen=True)

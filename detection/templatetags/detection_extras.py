@@ -13,6 +13,7 @@ _REASONS = {
     QualityReason.BLURRY: "blurred",
     QualityReason.PROFILE: "turned away",
     QualityReason.LOW_DETECTION: "possibly not a face",
+    QualityReason.TOO_BRIEF: "seen on too few frames",
 }
 
 

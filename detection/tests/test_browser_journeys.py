@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,14 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from conftest import REPO_ROOT, TEST_FRAMES, WorkerProcess, require_service, screenshot_folder
+from conftest import (
+    REPO_ROOT,
+    TEST_FRAMES,
+    WorkerProcess,
+    encode_clip,
+    require_service,
+    screenshot_folder,
+)
 from detection.tests.factories import SubmissionFactory, make_analysed
 from moderation.services import review_case_open
 from moderation.tests.factories import moderators_group
@@ -103,6 +111,20 @@ class Journey:
         expect(self.page.locator(".nav-user summary")).to_have_text(username)
 
 
+def wait_until(page: Page, condition: str, timeout: float = 15) -> None:
+    """Poll a JavaScript function until it returns true. (wait_for_function would evaluate
+    its text with eval, which the site's Content-Security-Policy rightly blocks.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(condition):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {condition}")
+        time.sleep(0.1)
+
+
+def player_near(seconds: float) -> str:
+    return f"() => Math.abs(document.getElementById('video-player').currentTime - {seconds}) < 0.1"
+
+
 def assert_no_csp_violations(*journeys: Journey) -> None:
     assert [violation for journey in journeys for violation in journey.csp_violations] == []
 
@@ -119,6 +141,20 @@ def analysis_worker(start_worker: Callable[..., WorkerProcess], demo_checkpoint:
     # Zero thresholds flag every face, so the untrained demo model opens a review case.
     start_worker(
         queues="inference,celery",
+        env={
+            "DEEPFAKE_CHECKPOINT": str(demo_checkpoint),
+            "FLAG_THRESHOLD": "0",
+            "UNCERTAIN_THRESHOLD": "0",
+            "TORCH_NUM_THREADS": "1",
+        },
+    )
+
+
+@pytest.fixture
+def video_worker(start_worker: Callable[..., WorkerProcess], demo_checkpoint: Path) -> None:
+    # As for photos: zero thresholds flag the untrained model's every clip, opening a case.
+    start_worker(
+        queues="video",
         env={
             "DEEPFAKE_CHECKPOINT": str(demo_checkpoint),
             "FLAG_THRESHOLD": "0",
@@ -340,7 +376,7 @@ def test_a_batch_upload_shows_each_photos_progress_and_error(
             str(TEST_FRAMES / "fake_frame_2.jpg"),
         ],
     )
-    expect(page.locator("#chosen-file")).to_contain_text("3 photos chosen")
+    expect(page.locator("#chosen-file")).to_contain_text("3 files chosen")
     page.click("#upload-button")
     items = page.locator("#batch-results .batch-item")
     expect(items).to_have_count(3)
@@ -357,3 +393,88 @@ def test_a_batch_upload_shows_each_photos_progress_and_error(
     assert page.url == live_server.url + "/upload/"  # the page stayed; each photo answered
     journey.shot("batch")
     assert_no_csp_violations(journey)
+
+
+def test_uploader_plays_a_clip_and_seeks_it_from_the_timeline_chart(
+    browser: Browser, live_server: Any, video_worker: None, tmp_path: Path
+) -> None:
+    make_user("filmmaker")
+    journey = Journey(browser, live_server.url, "video")
+    journey.log_in("filmmaker")
+    page = journey.open("/upload/")
+    clip = tmp_path / "interview.webm"
+    clip.write_bytes(
+        encode_clip(
+            ["real_frame_1", "real_frame_3", "real_frame_1"],
+            seconds_each=1,
+            codec="libvpx-vp9",
+            container="webm",
+        )
+    )
+    page.set_input_files("input[type=file]", str(clip))
+    page.click("#upload-button")
+    expect(page).to_have_url(re.compile(r"/submissions/[0-9a-f-]{36}/$"))
+    chart = page.locator("svg.timeline-chart")
+    expect(chart).to_be_visible(timeout=120_000)
+    expect(page.locator("#track-2")).to_contain_text("seen on too few frames")
+    # The first person's line breaks while the second is on screen.
+    expect(chart.locator("polyline")).to_have_count(3)
+
+    # The clip plays from the access-checked media view.
+    page.evaluate(
+        "() => { const video = document.getElementById('video-player');"
+        " video.muted = true; return video.play(); }"
+    )
+    wait_until(page, "() => document.getElementById('video-player').currentTime > 0.5")
+    page.evaluate("() => document.getElementById('video-player').pause()")
+    journey.shot("video-playing")
+
+    # A click three quarters of the way along the time axis seeks there.
+    duration = float(chart.get_attribute("data-duration") or 0)
+    left = float(chart.get_attribute("data-plot-left") or 0)
+    width = float(chart.get_attribute("data-plot-width") or 0)
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    assert box is not None and duration > 2
+    scale = box["width"] / 640
+    page.mouse.click(box["x"] + (left + 0.75 * width) * scale, box["y"] + box["height"] / 2)
+    target = 0.75 * duration
+    wait_until(
+        page,
+        f"() => Math.abs(document.getElementById('video-player').currentTime - {target}) < 0.1",
+    )
+    # The line on the chart follows once the player has moved.
+    wait_until(
+        page,
+        "() => Math.abs(Number(document.querySelector('svg.timeline-chart .playhead')"
+        f".getAttribute('x1')) - {left + 0.75 * width}) < 2",
+    )
+
+    # A person's button jumps to their most suspicious frame.
+    button = page.locator("#track-1 [data-seek]")
+    worst = float(button.get_attribute("data-seek") or 0)
+    button.click()
+    wait_until(page, player_near(worst))
+    keep_for_docs(journey.shot("video-result"), "video-result.png")
+
+    # The moderator's case page shows the same player and chart, and the decision works.
+    make_user("video-moderator", moderator=True)
+    moderator = Journey(browser, live_server.url, "video-moderator")
+    moderator.log_in("video-moderator")
+    page = moderator.open("/moderation/")
+    page.keyboard.press("n")
+    expect(page).to_have_url(CASE_URL)
+    expect(page.locator("#video-player")).to_have_class(re.compile(r"\bblurrable\b"))
+    page.keyboard.press("b")
+    case_chart = page.locator("svg.timeline-chart")
+    expect(case_chart).to_be_visible()
+    case_chart.scroll_into_view_if_needed()
+    box = case_chart.bounding_box()
+    assert box is not None
+    scale = box["width"] / 640
+    page.mouse.click(box["x"] + (left + 0.5 * width) * scale, box["y"] + box["height"] / 2)
+    wait_until(page, player_near(0.5 * duration))
+    moderator.shot("video-case")
+    page.keyboard.press("c")
+    expect(page.locator(".messages")).to_contain_text("Confirm manipulated: interview.webm")
+    assert_no_csp_violations(journey, moderator)

@@ -91,7 +91,7 @@ def test_file_over_the_byte_limit_shows_the_limit(owner_client: Client, settings
 def test_missing_file_asks_for_one(owner_client: Client) -> None:
     response = owner_client.post(reverse("detection:upload"), {})
     assert response.status_code == 400
-    assert "Choose a photo to upload." in response.content.decode()
+    assert "Choose a photo or a video to upload." in response.content.decode()
 
 
 def test_duplicate_upload_opens_the_existing_submission(owner_client: Client) -> None:

@@ -1,7 +1,7 @@
 // The upload form: drag-and-drop, the same size and type checks the server makes (the
-// server checks again; this only saves a pointless upload), and batches. One photo is
-// sent by the form itself and opens its result page; several are sent one request each
-// to the API, so that each has its own progress bar, its own answer and its own error,
+// server checks again; this only saves a pointless upload), and batches. One photo or
+// video is sent by the form itself and opens its result page; several are sent one request
+// each to the API, so that each has its own progress bar, its own answer and its own error,
 // and each then shows its analysis as it finishes.
 (function () {
   const form = document.getElementById("upload-form");
@@ -13,18 +13,24 @@
   const results = document.getElementById("batch-results");
   const button = document.getElementById("upload-button");
   const maxBytes = Number(form.dataset.maxBytes);
+  const maxVideoBytes = Number(form.dataset.maxVideoBytes);
   const maxFiles = Number(form.dataset.maxFiles);
   const accepted = form.dataset.accept.split(",");
+  const videos = form.dataset.videoAccept.split(",");
   const verdictLabels = JSON.parse(form.dataset.verdictLabels);
   const statusLabels = JSON.parse(form.dataset.statusLabels);
   const csrfToken = form.querySelector('input[name="csrfmiddlewaretoken"]').value;
   const POLL_MS = 3000;
 
   function problemWith(file) {
-    if (!file) return "Choose a photo to upload.";
-    if (file.type && !accepted.includes(file.type)) return "Only JPEG, PNG and WebP images are accepted.";
+    if (!file) return "Choose a photo or a video to upload.";
+    const isVideo = videos.includes(file.type);
+    if (file.type && !isVideo && !accepted.includes(file.type)) {
+      return "Only JPEG, PNG and WebP images and MP4, WebM and MOV videos are accepted.";
+    }
     if (file.size === 0) return "The file is empty.";
-    if (file.size > maxBytes) return "The file is larger than the " + maxBytes / 1e6 + " MB limit.";
+    const limit = isVideo ? maxVideoBytes : maxBytes;
+    if (file.size > limit) return "The file is larger than the " + limit / 1e6 + " MB limit.";
     return "";
   }
 
@@ -40,8 +46,8 @@
     const total = Array.from(files).reduce((sum, file) => sum + file.size, 0);
     if (!files.length) chosen.textContent = "No file chosen";
     else if (files.length === 1) chosen.textContent = files[0].name + " (" + (total / 1e6).toFixed(2) + " MB)";
-    else chosen.textContent = files.length + " photos chosen (" + (total / 1e6).toFixed(2) + " MB)";
-    if (files.length > maxFiles) showError("Choose at most " + maxFiles + " photos at once.");
+    else chosen.textContent = files.length + " files chosen (" + (total / 1e6).toFixed(2) + " MB)";
+    if (files.length > maxFiles) showError("Choose at most " + maxFiles + " files at once.");
     else showError(files.length === 1 ? problemWith(files[0]) : "");
   }
 
@@ -160,7 +166,7 @@
     const files = Array.from(input.files);
     if (files.length > 1) {
       event.preventDefault();
-      if (files.length > maxFiles) showError("Choose at most " + maxFiles + " photos at once.");
+      if (files.length > maxFiles) showError("Choose at most " + maxFiles + " files at once.");
       else sendAll(files);
       return;
     }

@@ -1,5 +1,5 @@
 """The workbench commands that write or measure checkpoints: make_demo_checkpoint,
-benchmark_pipeline, and the guard both checkpoint writers share."""
+benchmark_pipeline, benchmark_video, and the guard both checkpoint writers share."""
 
 from __future__ import annotations
 
@@ -65,3 +65,13 @@ def test_benchmark_times_the_reference_pipeline_against_ours_and_checks_their_pa
     assert re.search(r"speed-up: [\d.]+x on the mean, [\d.]+x median per image", output)
     assert re.search(r"largest \|dP\(fake\)\| of the classifiers on the same crop: ", output)
     assert "parity checks passed" in output
+
+
+def test_video_benchmark_makes_a_clip_and_reports_seconds_of_analysis_per_minute(
+    demo_checkpoint: Path,
+) -> None:
+    output = _run("benchmark_video", checkpoint=demo_checkpoint, seconds=2, height=360, fps=10)
+    assert "clip 640x360, 2.0 s" in output
+    assert "sampled frames 4," in output
+    assert re.search(r"^  decode +[\d.]+ s$", output, re.MULTILINE)
+    assert re.search(r"[\d.]+ s of analysis per minute of 360p video", output)
