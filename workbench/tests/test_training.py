@@ -269,6 +269,18 @@ def test_interrupted_run_resumes_to_exactly_the_uninterrupted_weights(
         assert torch.equal(value, resumed.ema.module.state_dict()[key]), key
     assert resumed.progress.images_seen == straight.progress.images_seen
 
+    # What the run exports and evaluates is the average with batch-norm statistics measured
+    # on training crops, not the averaged statistics (which do not fit the averaged weights).
+    exported = load_checkpoint(run_config(face_sets, tmp_path / "straight").ema_path).state_dict
+    averaged = straight.ema.module.state_dict()
+    means = [key for key in averaged if key.endswith("running_mean")]
+    assert means
+    for key, value in averaged.items():
+        if key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue
+        assert torch.equal(exported[key].float(), value.float()), key
+    assert any(not torch.allclose(exported[key], averaged[key]) for key in means)
+
 
 def test_run_refuses_to_overwrite_or_to_resume_with_other_settings(
     face_sets: Path, tmp_path: Path

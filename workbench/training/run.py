@@ -5,7 +5,8 @@ Built for long runs on a small CPU that is also used for other work:
 - one process runs the network on all cores in bf16 autocast with channels-last memory, and
   one loader process blends and augments the next batches meanwhile;
 - an exponential moving average (EMA) of the weights is kept, evaluated and shipped: it is
-  smoother than the last step's weights;
+  smoother than the last step's weights; its batch-norm statistics are measured anew on
+  training batches before each evaluation (`Run.averaged_model`);
 - the whole state (weights, optimiser, schedule, EMA, random state, position in the epoch)
   is saved every few minutes and at each epoch's end: `resume` continues after any
   interruption, in this session or a later one, with the batches it would have seen.
@@ -13,10 +14,11 @@ Built for long runs on a small CPU that is also used for other work:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
@@ -54,6 +57,8 @@ REAL, BLEND, FAKE = 0, 1, 2
 DFDC_VALIDATION_FRACTION = 0.15
 SPLIT_SEED = 0
 _EVALUATION_BATCH = 128
+# Training batches that measure the averaged model's batch-norm statistics (about 2,000 faces).
+BN_CALIBRATION_BATCHES = 32
 _LOSS_EVERY_STEPS = 50
 
 
@@ -206,6 +211,19 @@ class TrainingFaces(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         pixels = photo_damage(jittered_crop(context, rng), rng)
         label = 0.0 if kind == REAL else 1.0
         return torch.from_numpy(pixels).permute(2, 0, 1), torch.tensor(label)
+
+
+@dataclass(frozen=True)
+class CalibrationCrops:
+    """The same training batches at every epoch's end, made as the training ones are (blends,
+    augmentations) under epoch number 0, which training never uses (epochs count from 1)."""
+
+    faces: TrainingFaces
+    batches: list[list[int]]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for batch in self.batches:
+            yield torch.stack([self.faces[position][0] for position in batch])
 
 
 class _Batches(Sampler[list[int]]):
@@ -409,8 +427,29 @@ class Run:
         progress["loss_curve"] = [tuple(point) for point in progress["loss_curve"]]
         self.progress = RunProgress(**progress)
 
-    def export_ema(self) -> None:
-        weights = {k: v.detach().cpu().clone() for k, v in self.ema.module.state_dict().items()}
+    def averaged_model(self, calibration: Iterable[torch.Tensor]) -> nn.Module:
+        """The EMA weights, with batch-norm statistics measured anew on `calibration` crops.
+
+        The EMA averages the running means and variances along with the weights, but the
+        average of the statistics is not the statistics the averaged weights produce: from
+        scratch, while the weights still move fast, the EMA's DFDC validation AUC read 0.47
+        with its averaged statistics and 0.69 with measured ones. The EMA itself is left as
+        it is, so a resumed run goes on exactly as it would have.
+        """
+        model = copy.deepcopy(self.ema.module)
+        batches = (
+            model_input(crops.to(self.device), input_size=self.config.input_size).contiguous(
+                memory_format=torch.channels_last
+            )
+            for crops in calibration
+        )
+        with torch.random.fork_rng():  # dropout draws here must not shift training's draws
+            update_bn(batches, model)
+        return model.eval()
+
+    def export(self, model: nn.Module) -> None:
+        """Save the averaged model as the run's loadable checkpoint (`ema.pth`)."""
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         save_checkpoint(self.config.ema_path, weights, None, epoch=self.progress.epoch)
 
 
@@ -453,6 +492,12 @@ def train(
         f"missed by MTCNN: {int(data.cache.missed.sum())}"
     )
     dataset = TrainingFaces(data.cache, entries, config.seed)
+    calibration_batches = epoch_batches(
+        units, batch_size=config.batch_size, seed=config.seed, epoch=0
+    )[:BN_CALIBRATION_BATCHES]
+    calibration = CalibrationCrops(
+        TrainingFaces(data.cache, entries, config.seed), calibration_batches
+    )
     steps = len(epoch_batches(units, batch_size=config.batch_size, seed=config.seed, epoch=0))
     run = Run(config, device, steps)
     if resume:
@@ -513,6 +558,7 @@ def train(
                 return run
         bar.close()
         seconds = time.monotonic() - epoch_started
+        averaged = run.averaged_model(calibration)
         record = EpochRecord(
             epoch=epoch,
             images_seen=run.progress.images_seen,
@@ -521,12 +567,12 @@ def train(
             learning_rate=run.learning_rate,
             images_per_second=epoch_images / max(seconds, 1e-9),
             checks=development_checks(
-                run.ema.module, checks, input_size=config.input_size, device=device
+                averaged, checks, input_size=config.input_size, device=device
             ),
         )
         run.progress.epochs.append(record)
         run.progress.epoch, run.progress.next_batch = epoch, 0
-        run.export_ema()
+        run.export(averaged)
         run.save()
         last_save = time.monotonic()
         log(
