@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from deepfake_site.admin_records import RecordAdmin
 from detection import services
 from detection.models import Face, Submission, Track
 from moderation import services as moderation_services
@@ -253,7 +254,9 @@ class SubmissionAdmin(ScoreColumns, admin.ModelAdmin):
 
 
 @admin.register(Face)
-class FaceAdmin(ScoreColumns, admin.ModelAdmin):
+class FaceAdmin(RecordAdmin, ScoreColumns, admin.ModelAdmin):
+    """Faces are the evidence behind a verdict and a decision: a re-run replaces them."""
+
     list_display = (
         "crop_preview",
         "heatmap_preview",
@@ -266,26 +269,7 @@ class FaceAdmin(ScoreColumns, admin.ModelAdmin):
     list_filter = ("quality", "submission__verdict", "submission__model_version")
     search_fields = ("submission__uploader__username", "=submission__sha256")
     list_select_related = ("submission",)
-    fields = readonly_fields = (
-        "submission_link",
-        "index",
-        "crop_preview",
-        "heatmap_preview",
-        "p_fake",
-        "quality_shown",
-        "p_detection",
-        "box_corners",
-    )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Face | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Face | None = None) -> bool:
-        # Faces are the evidence behind a verdict and a decision: a re-run replaces them.
-        return False
+    fields = readonly_fields = ("submission_link", *FaceInline.fields)
 
     @admin.display(description="Crop")
     def crop_preview(self, face: Face) -> SafeString:

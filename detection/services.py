@@ -538,21 +538,15 @@ def _analyze_video(submission: Submission, *, task_id: str) -> VideoAnalysisResu
 
 def _store_result(*, submission_id: uuid.UUID, task_id: str, result: AnalysisResult) -> None:
     with transaction.atomic():
-        submission = Submission.objects.select_for_update().get(id=submission_id)
-        if (
-            submission.claimed_by_task != task_id
-            or submission.status != Submission.Status.PROCESSING
-        ):
-            logger.warning("claim on %s lost to another task; result discarded", submission_id)
+        submission = _still_claimed(submission_id=submission_id, task_id=task_id)
+        if submission is None:
             return
         _delete_faces(submission)
         for detected in result.faces:
             _create_face(submission, detected)
         _finish(submission, result)
         submission.save()
-        # The platform hears of the analysis before any outcome it inherits (review_case_open).
-        webhook_services.submission_analysed_notify(submission=submission)
-        moderation_services.review_case_open(submission=submission)
+        _announce(submission)
 
 
 def _store_video_result(
@@ -561,12 +555,8 @@ def _store_video_result(
     """One Face (the most suspicious frame, with crop and heatmap) and one Track per person,
     replacing whatever an earlier attempt stored."""
     with transaction.atomic():
-        submission = Submission.objects.select_for_update().get(id=submission_id)
-        if (
-            submission.claimed_by_task != task_id
-            or submission.status != Submission.Status.PROCESSING
-        ):
-            logger.warning("claim on %s lost to another task; result discarded", submission_id)
+        submission = _still_claimed(submission_id=submission_id, task_id=task_id)
+        if submission is None:
             return
         _delete_faces(submission)  # their tracks go with them
         for track in result.tracks:
@@ -587,8 +577,24 @@ def _store_video_result(
         submission.duration_s = round(result.duration_s, 3)
         submission.frames_analysed = submission.frames_total = result.frames_analysed
         submission.save()
-        webhook_services.submission_analysed_notify(submission=submission)
-        moderation_services.review_case_open(submission=submission)
+        _announce(submission)
+
+
+def _still_claimed(*, submission_id: uuid.UUID, task_id: str) -> Submission | None:
+    """The submission, locked, while this task still holds its claim; None (and a warning)
+    once another task took it over: this task's result is then discarded."""
+    submission = Submission.objects.select_for_update().get(id=submission_id)
+    if submission.claimed_by_task != task_id or submission.status != Submission.Status.PROCESSING:
+        logger.warning("claim on %s lost to another task; result discarded", submission_id)
+        return None
+    return submission
+
+
+def _announce(submission: Submission) -> None:
+    """A stored result reaches the platform's webhooks and the review queue."""
+    # The platform hears of the analysis before any outcome it inherits (review_case_open).
+    webhook_services.submission_analysed_notify(submission=submission)
+    moderation_services.review_case_open(submission=submission)
 
 
 def _delete_faces(submission: Submission) -> None:

@@ -25,6 +25,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import slugify
 
+from deepfake_site.admin_records import RecordAdmin
 from detection.admin import ScoreColumns, reopen_cases, thumbnail_html
 from moderation import selectors, services
 from moderation.forms import BankImportForm
@@ -34,25 +35,16 @@ from moderation.rules import REVIEW_CASES
 _PDQ_SEARCH = re.compile(r"\s*[0-9a-fA-F]{64}\s*")
 
 
-class ReviewEventInline(admin.TabularInline):
+class ReviewEventInline(RecordAdmin, admin.TabularInline):
     model = ReviewEvent
     extra = 0
     can_delete = False
     fields = readonly_fields = ("created_at", "kind", "actor", "note")
     ordering = ("created_at", "id")
 
-    def has_add_permission(self, request: HttpRequest, obj: ReviewCase | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ReviewCase | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ReviewCase | None = None) -> bool:
-        return False
-
 
 @admin.register(ReviewCase)
-class ReviewCaseAdmin(ScoreColumns, admin.ModelAdmin):
+class ReviewCaseAdmin(RecordAdmin, ScoreColumns, admin.ModelAdmin):
     list_display = (
         "thumbnail_preview",
         "submission_link",
@@ -91,15 +83,6 @@ class ReviewCaseAdmin(ScoreColumns, admin.ModelAdmin):
         "moderation_page",
     )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ReviewCase | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ReviewCase | None = None) -> bool:
-        return False
-
     def has_reopen_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(REVIEW_CASES)
 
@@ -127,7 +110,7 @@ class ReviewCaseAdmin(ScoreColumns, admin.ModelAdmin):
 
 
 @admin.register(ReviewEvent)
-class ReviewEventAdmin(admin.ModelAdmin):
+class ReviewEventAdmin(RecordAdmin, admin.ModelAdmin):
     list_display = ("created_at", "kind", "actor", "case_link", "uploader", "short_note")
     list_filter = ("kind", "created_at")
     search_fields = (
@@ -140,15 +123,6 @@ class ReviewEventAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
     fields = readonly_fields = ("created_at", "kind", "actor", "case_link", "note")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ReviewEvent | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ReviewEvent | None = None) -> bool:
-        return False
 
     @admin.display(description="Case")
     def case_link(self, event: ReviewEvent) -> SafeString:
