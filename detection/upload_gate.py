@@ -89,6 +89,12 @@ def uploads_accept(request: HttpRequest, *, user: User) -> list[FileOutcome]:
     except MultiPartParserError:
         message = "The request body is not a well-formed multipart form."
         raise UploadRefused(RejectionCode.MALFORMED_REQUEST, message) from None
+    # A text value where a file belongs is a client bug: refusing it says so, where skipping
+    # it would store the other parts as if the request were what the client meant.
+    text_parts = [field for field in UPLOAD_FIELDS if field in request.POST]
+    if text_parts:
+        message = f"The “{text_parts[0]}” part must be a file, not a text value."
+        raise UploadRefused(RejectionCode.MALFORMED_REQUEST, message)
     received = [part for part in files_received(request) if part.field_name in UPLOAD_FIELDS]
     if not received:
         raise UploadRefused(RejectionCode.MISSING_IMAGE, "Choose a photo or a video to upload.")

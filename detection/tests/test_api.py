@@ -84,6 +84,15 @@ def test_bad_uploads_answer_400_with_a_machine_readable_code(
     assert not Submission.objects.exists()
 
 
+def test_a_text_value_in_a_file_part_refuses_the_whole_request(api: Client) -> None:
+    payload = {"image": jpeg_file(), "video": "{}"}
+    response = api.post(reverse("api:submission-list"), payload)
+    assert response.status_code == 400
+    assert response.json()["code"] == RejectionCode.MALFORMED_REQUEST
+    assert "“video” part must be a file" in response.json()["detail"]
+    assert not Submission.objects.exists()
+
+
 def test_over_the_byte_limit_answers_413_file_too_large(api: Client, settings: Any) -> None:
     settings.UPLOAD_MAX_BYTES = 500
     response = api.post(reverse("api:submission-list"), {"image": jpeg_file()})
