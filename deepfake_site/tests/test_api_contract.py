@@ -262,6 +262,17 @@ values = ["http://127.0.0.1:9/hook"]
 expected-statuses = [
   "400", "401", "403", "404", "405", "406", "409", "414", "415", "422", "428", "429", "5xx",
 ]
+
+# A batch answers 207 with one outcome per file: an invalid file is refused in its own
+# outcome while the valid ones are taken, which is the documented contract for batches.
+# A single invalid file still has to be refused outright.
+[[operations]]
+include-path = "/api/v1/submissions/"
+include-method = "POST"
+checks.negative_data_rejection.expected-statuses = [
+  "207", "400", "401", "403", "404", "405", "406", "409", "413", "414", "415", "422", "428",
+  "429", "5xx",
+]
 """
 
 
