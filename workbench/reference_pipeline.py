@@ -83,13 +83,23 @@ class ReferencePipeline:
             visualization=face_with_mask,
         )
 
-    def score_crop(self, crop: torch.Tensor) -> float:
-        """The reference classifier alone on one (3, 160, 160) crop: resize, /255, sigmoid."""
+    def score_crop(
+        self,
+        crop: torch.Tensor,
+        *,
+        input_size: int = REFERENCE_INPUT_SIZE,
+        temperature: float = 1.0,
+        mirror_average: bool = False,
+    ) -> float:
+        """The reference classifier alone on one (3, 160, 160) crop: resize, /255, sigmoid.
+
+        At the original's own settings unless given a model card's (its input size,
+        temperature and mirror averaging), so that parity compares like with like.
+        """
         face = F.interpolate(
-            crop.unsqueeze(0),
-            size=(REFERENCE_INPUT_SIZE, REFERENCE_INPUT_SIZE),
-            mode="bilinear",
-            align_corners=False,
+            crop.unsqueeze(0), size=(input_size, input_size), mode="bilinear", align_corners=False
         )
+        batch = torch.cat([face, face.flip(3)]) if mirror_average else face
         with torch.no_grad():
-            return float(torch.sigmoid(self.model(face / 255.0).squeeze(0)).item())
+            logit = self.model(batch / 255.0).mean()
+        return float(torch.sigmoid(logit / temperature).item())

@@ -57,3 +57,27 @@ def test_batched_classifier_matches_the_reference_on_the_same_crops(
     ours = classifier.classify(calibration_crops).probabilities
     theirs = [reference.score_crop(crop) for crop in calibration_crops]
     assert np.abs(ours - np.array(theirs)).max() <= 1e-4
+
+
+def test_reference_scores_at_a_cards_serving_settings_match_ours(
+    demo_checkpoint: Path, calibration_crops: torch.Tensor
+) -> None:
+    """The benchmark's parity at a card's input size, temperature and mirror averaging."""
+    demo = load_checkpoint(demo_checkpoint)
+    classifier = FaceClassifier(
+        demo.state_dict,
+        input_size=128,
+        temperature=2.5,
+        mirror_average=True,
+        device=torch.device("cpu"),
+    )
+    reference = ReferencePipeline(demo.state_dict)
+    ours = classifier.classify(calibration_crops).probabilities
+    served = [
+        reference.score_crop(crop, input_size=128, temperature=2.5, mirror_average=True)
+        for crop in calibration_crops
+    ]
+    assert np.abs(ours - np.array(served)).max() <= 1e-4
+    # The serving settings change the scores: the comparison is not the reference's own.
+    at_reference_settings = [reference.score_crop(crop) for crop in calibration_crops]
+    assert np.abs(ours - np.array(at_reference_settings)).max() > 1e-3

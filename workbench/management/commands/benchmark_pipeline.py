@@ -65,7 +65,7 @@ class Command(BaseCommand):
         # Heavy imports here, not at module level: `manage.py help` should stay fast.
         from detection.ml.classifier import CheckpointError, load_checkpoint
         from detection.ml.pipeline import Analyzer
-        from workbench.reference_pipeline import ReferencePipeline
+        from workbench.reference_pipeline import REFERENCE_INPUT_SIZE, ReferencePipeline
 
         config = pipeline_config_from_settings()
         if options["checkpoint"]:
@@ -90,7 +90,8 @@ class Command(BaseCommand):
 
         self.stdout.write(
             f"model {analyzer.model.name} ({analyzer.model.version}), {len(images)} images, "
-            f"our classifier in {config.runtime}, torch threads {_threads()}, "
+            f"our classifier in {config.runtime} at {analyzer.classifier.input_size} px "
+            f"(the reference's at {REFERENCE_INPUT_SIZE} px), torch threads {_threads()}, "
             f"fastest of {options['repeat']} runs per image and path"
         )
         self.stdout.write(
@@ -123,18 +124,32 @@ class Command(BaseCommand):
 
         # Parity, outside the timed sections: the reference's classifier and ours on identical
         # crops (the reference's crop, and each crop of ours through its unbatched path).
+        # Both at our serving settings (the card's input size, temperature, mirror averaging):
+        # the reference's own resolution differs from the card's only by design.
+        classifier = analyzer.classifier
+
+        def reference_score(crop: torch.Tensor) -> float:
+            return float(
+                reference.score_crop(
+                    crop,
+                    input_size=classifier.input_size,
+                    temperature=classifier.temperature,
+                    mirror_average=classifier.mirror_average,
+                )
+            )
+
         crop_deltas = []
         if reference_result.crop is not None:
-            ours_on_reference_crop = analyzer.classifier.classify(reference_result.crop[None])
+            ours_on_reference_crop = classifier.classify(reference_result.crop[None])
             crop_deltas.append(
                 abs(
                     float(ours_on_reference_crop.probabilities[0])
-                    - reference_result.fake_probability
+                    - reference_score(reference_result.crop)
                 )
             )
         for face in ours.faces:
             crop = torch.from_numpy(_crop_values(face.crop))
-            crop_deltas.append(abs(reference.score_crop(crop) - face.fake_probability))
+            crop_deltas.append(abs(reference_score(crop) - face.fake_probability))
 
         iou = end_to_end = None
         if reference_result.box is not None:
