@@ -185,6 +185,9 @@ def test_uploader_signs_up_uploads_and_a_moderator_confirms_the_case(
     uploader.shot("sign-up")
     page.click("button[type=submit]")
     page.click("nav >> text=Upload")
+    # The upload page's script listens for the file choice: wait until it has run (the load
+    # event), or a choice made while the page is still loading goes unnoticed.
+    page.wait_for_url("**/upload/")
     page.set_input_files("input[type=file]", str(TEST_FRAMES / "fake_frame_0.jpg"))
     expect(page.locator("#chosen-file")).to_contain_text("fake_frame_0.jpg")
     uploader.shot("upload-chosen")
