@@ -29,6 +29,14 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # How long the contract run may take in CI, and how many cases per operation and phase.
 CONTRACT_MAX_SECONDS = 240
 CONTRACT_MAX_EXAMPLES = 30
+# What an invalid request may be answered with: schemathesis's defaults, and 414 (an endless
+# query string is refused by the web server).
+REJECTION_STATUSES = (
+    "400", "401", "403", "404", "405", "406", "409", "414", "415", "422", "428", "429", "5xx",
+)  # fmt: skip
+# An upload may also answer 207 (a batch: an invalid file is refused in its own outcome
+# while the valid ones are taken, the documented contract) or 413 (a file over the limit).
+UPLOAD_REJECTION_STATUSES = ("207", "413", *REJECTION_STATUSES)
 
 
 @pytest.fixture(scope="module")
@@ -258,21 +266,13 @@ values = ["http://127.0.0.1:9/hook"]
 "body.url" = {{ dictionary = "hooks", probability = 0.5 }}
 
 [checks.negative_data_rejection]
-# schemathesis's defaults, and 414: an endless query string is refused by the web server.
-expected-statuses = [
-  "400", "401", "403", "404", "405", "406", "409", "414", "415", "422", "428", "429", "5xx",
-]
+expected-statuses = {rejection_statuses}
 
-# A batch answers 207 with one outcome per file: an invalid file is refused in its own
-# outcome while the valid ones are taken, which is the documented contract for batches.
-# A single invalid file still has to be refused outright.
+# Uploads: see UPLOAD_REJECTION_STATUSES (a single invalid file is still refused outright).
 [[operations]]
 include-path = "/api/v1/submissions/"
 include-method = "POST"
-checks.negative_data_rejection.expected-statuses = [
-  "207", "400", "401", "403", "404", "405", "406", "409", "413", "414", "415", "422", "428",
-  "429", "5xx",
-]
+checks.negative_data_rejection.expected-statuses = {upload_rejection_statuses}
 """
 
 
@@ -292,7 +292,14 @@ def test_schemathesis_finds_no_failure_against_the_running_server(
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
     seeded = seed_contract_data()
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG.format(**seeded))
+    config.write_text(
+        CONFIG.format(
+            **seeded,
+            # JSON arrays of strings are TOML arrays too.
+            rejection_statuses=json.dumps(REJECTION_STATUSES),
+            upload_rejection_statuses=json.dumps(UPLOAD_REJECTION_STATUSES),
+        )
+    )
     host = start_gunicorn(
         {
             "DATABASE_URL": database_url_for_current_connection(),

@@ -129,13 +129,11 @@ class Command(BaseCommand):
         classifier = analyzer.classifier
 
         def reference_score(crop: torch.Tensor) -> float:
-            return float(
-                reference.score_crop(
-                    crop,
-                    input_size=classifier.input_size,
-                    temperature=classifier.temperature,
-                    mirror_average=classifier.mirror_average,
-                )
+            return reference.score_crop(
+                crop,
+                input_size=classifier.input_size,
+                temperature=classifier.temperature,
+                mirror_average=classifier.mirror_average,
             )
 
         crop_deltas = []
