@@ -195,6 +195,11 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int(
     "CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=3_000_000
 )
+# A pool child replaced after a crash or a recycle must load the models (seconds; over
+# 30 s when it has to export the ONNX graph) before it says it is up. Celery's default of
+# 4 s killed every replacement on a busy machine, so a worker that lost a child never
+# analysed again.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=180.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Uploads and analysis -----------------------------------------------------------------
