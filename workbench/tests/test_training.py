@@ -30,7 +30,7 @@ from workbench.training.data import (
     split_photos,
 )
 from workbench.training.report import FinishConfig, finish
-from workbench.training.run import RunConfig, train
+from workbench.training.run import RunConfig, compute_dtype, train
 
 
 def write_face_set(folder: Path, faces: list[tuple[str, Image.Image, str, str]]) -> Path:
@@ -344,8 +344,22 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     assert any("FaceForensics++" in sentence for sentence in card.summary)
     assert "non-commercial research" in card.training_data["licence"]
     assert card.training["command"] == "test" and card.training["epochs_run"] == 1
+    assert card.training["precision"].startswith(str(compute_dtype(torch.device("cpu")))[6:])
     for kind in ("roc", "reliability", "training"):
         assert plot_path(output, kind).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [("AVX2", torch.float32), ("DEFAULT", torch.float32), ("AVX512", torch.bfloat16)],
+)
+def test_bf16_only_on_cpus_with_bf16_kernels(
+    monkeypatch: pytest.MonkeyPatch, capability: str, expected: torch.dtype
+) -> None:
+    # Without AVX-512, oneDNN emulates bf16 about ten times slower than float32.
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert compute_dtype(torch.device("cpu")) == expected
+    assert compute_dtype(torch.device("cuda")) == torch.bfloat16
 
 
 def test_train_detector_command_needs_an_output_to_finish(tmp_path: Path) -> None:

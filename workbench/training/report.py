@@ -339,7 +339,7 @@ def _training_facts(history: dict[str, Any], command: str) -> dict[str, Any]:
         "batch_size": run["batch_size"],
         "optimizer": f"AdamW, weight decay {run['weight_decay']}",
         "schedule": f"linear warm-up, cosine decay from {run['learning_rate']}",
-        "precision": "bfloat16 autocast on the CPU; weights shipped in fp16",
+        "precision": f"{last.get('precision', 'bfloat16')} compute; weights shipped in fp16",
         "ema_decay": run["ema_decay"],
         "warm_start": run["init"] or "none (random initialisation)",
         "images_per_second": round(last["images_per_second"], 1),
