@@ -27,7 +27,8 @@ from webhooks import services as webhook_services
 ERROR_REF = "#/components/schemas/Error"
 METHODS = ("get", "post", "put", "patch", "delete")
 # How long the contract run may take in CI, and how many cases per operation and phase.
-CONTRACT_MAX_SECONDS = 240
+# On a slow machine it stops at the time limit; 240 s there put the suite over 20 minutes.
+CONTRACT_MAX_SECONDS = 150
 CONTRACT_MAX_EXAMPLES = 30
 # What an invalid request may be answered with: schemathesis's defaults, and 414 (an endless
 # query string is refused by the web server).
