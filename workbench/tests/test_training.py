@@ -344,7 +344,8 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     assert any("FaceForensics++" in sentence for sentence in card.summary)
     assert "non-commercial research" in card.training_data["licence"]
     assert card.training["command"] == "test" and card.training["epochs_run"] == 1
-    assert card.training["precision"].startswith(str(compute_dtype(torch.device("cpu")))[6:])
+    precision = str(compute_dtype(torch.device("cpu"))).removeprefix("torch.")
+    assert card.training["precision"].startswith(precision)
     for kind in ("roc", "reliability", "training"):
         assert plot_path(output, kind).read_bytes().startswith(b"\x89PNG")
 
