@@ -374,3 +374,28 @@ def test_train_detector_command_needs_an_output_to_finish(tmp_path: Path) -> Non
             output=tmp_path / "m.pth",
             stdout=io.StringIO(),
         )
+
+
+def test_a_warm_start_can_keep_its_first_blocks(face_sets: Path, tmp_path: Path) -> None:
+    first = run_config(face_sets, tmp_path / "first", epochs=1)
+    train(first, resume=False, progress=False, log=lambda _: None)
+    warm = train(
+        run_config(face_sets, tmp_path / "warm", epochs=1, init=first.ema_path, train_from="repeat_1"),
+        resume=False,
+        progress=False,
+        log=lambda _: None,
+    )
+
+    start = load_checkpoint(first.ema_path).state_dict
+    exported = load_checkpoint(warm.config.ema_path).state_dict
+    # The stem is the warm start's, statistics included; what follows it has learned.
+    stem = [key for key in start if key.startswith(("conv2d_", "maxpool_"))]
+    assert stem and all(torch.equal(exported[key], start[key]) for key in stem)
+    assert not torch.equal(exported["block8.conv2d.weight"], start["block8.conv2d.weight"])
+
+
+def test_frozen_blocks_need_a_warm_start_and_a_real_block(face_sets: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="train_from needs init"):
+        run_config(face_sets, tmp_path, train_from="repeat_1")
+    with pytest.raises(TrainingError, match="unknown block 'stem'"):
+        run_config(face_sets, tmp_path, init=tmp_path / "x.pth", train_from="stem")

@@ -342,6 +342,11 @@ def _training_facts(history: dict[str, Any], command: str) -> dict[str, Any]:
         "precision": f"{last.get('precision', 'bfloat16')} compute; weights shipped in fp16",
         "ema_decay": run["ema_decay"],
         "warm_start": run["init"] or "none (random initialisation)",
+        "trained_blocks": (
+            f"{run['train_from']} and after (the blocks before kept the warm start's weights)"
+            if run.get("train_from")
+            else "all"
+        ),
         "images_per_second": round(last["images_per_second"], 1),
         "command": command,
         "history": epochs,

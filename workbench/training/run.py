@@ -61,6 +61,8 @@ _EVALUATION_BATCH = 128
 # Training batches that measure the averaged model's batch-norm statistics (about 2,000 faces).
 BN_CALIBRATION_BATCHES = 32
 _LOSS_EVERY_STEPS = 50
+# InceptionResnetV1's blocks in the order the input flows through them.
+BLOCKS = tuple(name for name, _ in new_classifier().named_children())
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class RunConfig:
     ema_decay: float = 0.999
     seed: int = 0
     init: Path | None = None  # warm start from these weights
+    # With `init`: train this block and those after it; the ones before keep the warm start's
+    # weights and batch-norm statistics (a step then costs a forward pass through them only).
+    train_from: str | None = None
     threads: int | None = None
     device: str = "cpu"
     save_every_minutes: float = 10.0
@@ -91,6 +96,13 @@ class RunConfig:
             raise TrainingError("input_size must be at least 75")
         if self.epochs < 1 or self.batch_size < 2:
             raise TrainingError("epochs must be at least 1 and batch_size at least 2")
+        if self.train_from is not None:
+            if self.init is None:
+                raise TrainingError("train_from needs init: frozen blocks keep its weights")
+            if self.train_from not in BLOCKS:
+                raise TrainingError(
+                    f"unknown block {self.train_from!r}: choose one of {', '.join(BLOCKS)}"
+                )
 
     def signature(self) -> dict[str, Any]:
         """What must match for a saved run to be continued: the batches depend on it."""
@@ -104,6 +116,7 @@ class RunConfig:
             "ema_decay": self.ema_decay,
             "seed": self.seed,
             "init": str(self.init) if self.init else None,
+            "train_from": self.train_from,
         }
 
     @property
@@ -380,11 +393,12 @@ class Run:
         if config.init is not None:
             self.model.load_state_dict(load_checkpoint(config.init).state_dict)
         self.model = self.model.to(memory_format=torch.channels_last)
+        self.frozen = frozen_blocks(self.model, config.train_from)
         self.ema = AveragedModel(
             self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
         )
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
         )
         total = config.epochs * steps_per_epoch
         warmup = min(1000, max(1, total // 20))
@@ -395,6 +409,8 @@ class Run:
 
     def step(self, crops: torch.Tensor, labels: torch.Tensor, positive_weight: float) -> float:
         self.model.train()
+        for name in self.frozen:
+            getattr(self.model, name).eval()
         batch = model_input(crops.to(self.device), input_size=self.config.input_size)
         batch = batch.contiguous(memory_format=torch.channels_last)
         targets = labels.to(self.device)
@@ -465,12 +481,24 @@ class Run:
         )
         with torch.random.fork_rng():  # dropout draws here must not shift training's draws
             update_bn(batches, model)
+        for name in self.frozen:  # as trained: with the warm start's statistics
+            getattr(model, name).load_state_dict(getattr(self.ema.module, name).state_dict())
         return model.eval()
 
     def export(self, model: nn.Module) -> None:
         """Save the averaged model as the run's loadable checkpoint (`ema.pth`)."""
         weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         save_checkpoint(self.config.ema_path, weights, None, epoch=self.progress.epoch)
+
+
+def frozen_blocks(model: nn.Module, train_from: str | None) -> list[str]:
+    """Stop the gradients of the blocks before `train_from`; returns their names."""
+    if train_from is None:
+        return []
+    frozen = list(BLOCKS[: BLOCKS.index(train_from)])
+    for name in frozen:
+        getattr(model, name).requires_grad_(False)
+    return frozen
 
 
 def _warmup_cosine(step: int, *, warmup: int, total: int) -> float:

@@ -42,6 +42,12 @@ class Command(BaseCommand):
         parser.add_argument("--ema-decay", type=float, default=0.999)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--init", type=Path, help="warm-start from this checkpoint")
+        parser.add_argument(
+            "--train-from",
+            metavar="BLOCK",
+            help="with --init: train from this block on (e.g. repeat_1); the blocks before it "
+            "keep the warm start's weights, and a step costs about a third less",
+        )
         parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
         parser.add_argument("--device", default="cpu")
         parser.add_argument("--save-every", type=float, default=10.0, metavar="MINUTES")
@@ -83,6 +89,7 @@ class Command(BaseCommand):
                 ema_decay=options["ema_decay"],
                 seed=options["seed"],
                 init=options["init"],
+                train_from=options["train_from"],
                 threads=options["threads"],
                 device=options["device"],
                 save_every_minutes=options["save_every"],
