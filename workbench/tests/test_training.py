@@ -380,7 +380,9 @@ def test_a_warm_start_can_keep_its_first_blocks(face_sets: Path, tmp_path: Path)
     first = run_config(face_sets, tmp_path / "first", epochs=1)
     train(first, resume=False, progress=False, log=lambda _: None)
     warm = train(
-        run_config(face_sets, tmp_path / "warm", epochs=1, init=first.ema_path, train_from="repeat_1"),
+        run_config(
+            face_sets, tmp_path / "warm", epochs=1, init=first.ema_path, train_from="repeat_1"
+        ),
         resume=False,
         progress=False,
         log=lambda _: None,
