@@ -4,6 +4,7 @@ augmentation, a run that is interrupted and resumed, and the model it turns into
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -16,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from detection.ml.card import plot_path
+from detection.ml.card import plot_path, read_card, write_card
 from detection.ml.classifier import load_checkpoint
 from workbench.training.augment import jittered_crop, middle_crop, photo_damage
 from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
@@ -29,7 +30,7 @@ from workbench.training.data import (
     split_by_group,
     split_photos,
 )
-from workbench.training.report import FinishConfig, finish
+from workbench.training.report import FinishConfig, MeasureConfig, finish, remeasure
 from workbench.training.run import RunConfig, compute_dtype, train
 
 
@@ -401,3 +402,59 @@ def test_frozen_blocks_need_a_warm_start_and_a_real_block(face_sets: Path, tmp_p
         run_config(face_sets, tmp_path, train_from="repeat_1")
     with pytest.raises(TrainingError, match="unknown block 'stem'"):
         run_config(face_sets, tmp_path, init=tmp_path / "x.pth", train_from="stem")
+
+
+def test_a_model_is_measured_again_with_its_own_calibration_and_thresholds(
+    face_sets: Path, samples_dir: Path, tmp_path: Path
+) -> None:
+    config = run_config(face_sets, tmp_path / "run", epochs=1)
+    train(config, resume=False, progress=False, log=lambda _: None)
+    output = tmp_path / "models" / "tiny.pth"
+    finished = finish(
+        FinishConfig(
+            workdir=config.workdir,
+            output=output,
+            dfdc_dir=config.dfdc_dir,
+            utkface_dir=config.utkface_dir,
+            gan_dir=None,
+            samples_dir=None,
+            name="tiny",
+        ),
+        log=lambda _: None,
+    )
+    # A card from before the photo measurements, as the first shipped model's was.
+    older = dataclasses.replace(
+        finished,
+        evaluations={"dfdc_validation": finished.evaluations["dfdc_validation"]},
+        summary=[],
+    )
+    write_card(output, older)
+
+    card = remeasure(
+        MeasureConfig(
+            checkpoint=output,
+            dfdc_dir=config.dfdc_dir,
+            utkface_dir=config.utkface_dir,
+            gan_dir=face_sets / "dfdc",
+            samples_dir=samples_dir,
+            cache_root=tmp_path / "cache",
+        ),
+        log=lambda _: None,
+    )
+
+    assert read_card(output) == card
+    assert (card.thresholds, card.calibration) == (finished.thresholds, finished.calibration)
+    assert card.evaluations["dfdc_validation"].metrics == (
+        finished.evaluations["dfdc_validation"].metrics
+    )
+    assert card.evaluations["utkface_photos"].metrics == (
+        finished.evaluations["utkface_photos"].metrics
+    )
+    assert {"gan_faces", "sample_frames"} <= set(card.evaluations)
+    assert any("ordinary photos of real people" in sentence for sentence in card.summary)
+    assert "thresholds (" in card.evaluations["dfdc_validation"].note
+
+
+def test_remeasure_names_a_missing_model(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="checkpoint not found"):
+        call_command("train_detector", remeasure=tmp_path / "none.pth", stdout=io.StringIO())

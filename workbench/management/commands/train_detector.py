@@ -17,11 +17,12 @@ class Command(BaseCommand):
         "Train InceptionResnetV1 on real faces, their self-blended fakes and DFDC fakes "
         "(--recipe), saving the whole state every few minutes under --workdir; --resume "
         "continues a stopped run. --finish turns a run's EMA weights into a calibrated fp16 "
-        "checkpoint with its model card and plots."
+        "checkpoint with its model card and plots. --remeasure measures a model on the held-out "
+        "sets with its own calibration and thresholds and rewrites its card's numbers."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--workdir", type=Path, required=True, help="e.g. var/training/mix-128")
+        parser.add_argument("--workdir", type=Path, help="e.g. var/training/mix-128 (required)")
         parser.add_argument(
             "--dfdc", type=Path, help="DFDC face set (default: $DATA_DIR/dfdc_faces)"
         )
@@ -60,6 +61,13 @@ class Command(BaseCommand):
             action="store_true",
             help="do not train: turn the run's EMA weights into a calibrated model (--output)",
         )
+        parser.add_argument(
+            "--remeasure",
+            type=Path,
+            metavar="CHECKPOINT",
+            help="do not train: measure this model again (its face cache goes under "
+            "var/training/cache) and rewrite its card's measurements and summary",
+        )
         parser.add_argument("--output", type=Path, help="with --finish: the checkpoint to write")
         parser.add_argument("--name", help="with --finish: the model's name (default: its stem)")
         parser.add_argument(
@@ -72,6 +80,11 @@ class Command(BaseCommand):
         from workbench.training.run import RunConfig, train
 
         data = shared_data_dir()
+        if options["remeasure"]:
+            self._remeasure(options["remeasure"], options, data)
+            return
+        if options["workdir"] is None:
+            raise CommandError("--workdir is required to train or to finish a run")
         if options["finish"]:
             self._finish(options, data)
             return
@@ -127,5 +140,28 @@ class Command(BaseCommand):
         except TrainingError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(f"wrote {output} and its model card"))
+        for sentence in card.summary:
+            self.stdout.write(f"- {sentence}")
+
+    def _remeasure(self, checkpoint: Path, options: dict[str, Any], data: Path) -> None:
+        from django.conf import settings
+
+        from detection.ml.classifier import CheckpointError
+        from workbench.training.data import TrainingError
+        from workbench.training.report import MeasureConfig, remeasure
+
+        config = MeasureConfig(
+            checkpoint=checkpoint,
+            dfdc_dir=options["dfdc"] or data / "dfdc_faces",
+            utkface_dir=options["utkface"] or data / "utkface_faces",
+            gan_dir=options["gan"] or data / "gan_faces",
+            samples_dir=options["samples"] or data / "samples",
+            cache_root=Path(settings.BASE_DIR) / "var" / "training" / "cache",
+        )
+        try:
+            card = remeasure(config, log=self.stdout.write)
+        except (CheckpointError, TrainingError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"rewrote the measurements in {checkpoint}'s card"))
         for sentence in card.summary:
             self.stdout.write(f"- {sentence}")
