@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from detection.ml.card import plot_path, read_card, write_card
+from detection.ml.card import ModelCard, plot_path, read_card, write_card
 from detection.ml.classifier import load_checkpoint
 from workbench.training.augment import jittered_crop, middle_crop, photo_damage
 from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
@@ -301,9 +301,10 @@ def test_run_refuses_to_overwrite_or_to_resume_with_other_settings(
         )
 
 
-def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
-    face_sets: Path, samples_dir: Path, tmp_path: Path
-) -> None:
+def finished_model(
+    face_sets: Path, tmp_path: Path, *, gan_dir: Path | None, samples_dir: Path | None
+) -> tuple[Path, ModelCard]:
+    """A one-epoch run on the tiny sets, finished into `models/tiny.pth`."""
     config = run_config(face_sets, tmp_path / "run", epochs=1)
     train(config, resume=False, progress=False, log=lambda _: None)
     output = tmp_path / "models" / "tiny.pth"
@@ -313,12 +314,21 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
             output=output,
             dfdc_dir=config.dfdc_dir,
             utkface_dir=config.utkface_dir,
-            gan_dir=face_sets / "dfdc",
+            gan_dir=gan_dir,
             samples_dir=samples_dir,
             name="tiny",
             command="test",
         ),
         log=lambda _: None,
+    )
+    return output, card
+
+
+def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
+    face_sets: Path, samples_dir: Path, tmp_path: Path
+) -> None:
+    output, card = finished_model(
+        face_sets, tmp_path, gan_dir=face_sets / "dfdc", samples_dir=samples_dir
     )
     weights = torch.load(output, weights_only=True)["model_state_dict"]
     assert weights["logits.weight"].dtype == torch.float16
@@ -407,21 +417,7 @@ def test_frozen_blocks_need_a_warm_start_and_a_real_block(face_sets: Path, tmp_p
 def test_a_model_is_measured_again_with_its_own_calibration_and_thresholds(
     face_sets: Path, samples_dir: Path, tmp_path: Path
 ) -> None:
-    config = run_config(face_sets, tmp_path / "run", epochs=1)
-    train(config, resume=False, progress=False, log=lambda _: None)
-    output = tmp_path / "models" / "tiny.pth"
-    finished = finish(
-        FinishConfig(
-            workdir=config.workdir,
-            output=output,
-            dfdc_dir=config.dfdc_dir,
-            utkface_dir=config.utkface_dir,
-            gan_dir=None,
-            samples_dir=None,
-            name="tiny",
-        ),
-        log=lambda _: None,
-    )
+    output, finished = finished_model(face_sets, tmp_path, gan_dir=None, samples_dir=None)
     # A card from before the photo measurements, as the first shipped model's was.
     older = dataclasses.replace(
         finished,
@@ -433,8 +429,8 @@ def test_a_model_is_measured_again_with_its_own_calibration_and_thresholds(
     card = remeasure(
         MeasureConfig(
             checkpoint=output,
-            dfdc_dir=config.dfdc_dir,
-            utkface_dir=config.utkface_dir,
+            dfdc_dir=face_sets / "dfdc",
+            utkface_dir=face_sets / "utkface",
             gan_dir=face_sets / "dfdc",
             samples_dir=samples_dir,
             cache_root=tmp_path / "cache",

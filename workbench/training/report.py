@@ -114,6 +114,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
     evaluations, curves = _held_out_evaluations(
         score,
         data,
+        validation_logits=validation_logits,
         temperature=temperature,
         thresholds=thresholds,
         gan_dir=config.gan_dir,
@@ -205,6 +206,7 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
     evaluations, curves = _held_out_evaluations(
         score,
         data,
+        validation_logits=score(data.cache, data.dfdc_validation),
         temperature=card.calibration.temperature,
         thresholds=card.thresholds,
         gan_dir=config.gan_dir,
@@ -227,16 +229,18 @@ def _held_out_evaluations(
     score: Callable[[FaceCache, list[int]], np.ndarray],
     data: TrainingData,
     *,
+    validation_logits: np.ndarray,
     temperature: float,
     thresholds: Thresholds,
     gan_dir: Path | None,
     cache_root: Path,
     fitted: str,
 ) -> tuple[dict[str, Evaluation], Curves]:
-    """The DFDC validation faces, the test part of the photos and the GAN check, calibrated."""
+    """The DFDC validation faces (their logits already scored by the caller), the test part of
+    the photos and the GAN check, calibrated."""
     validation = data.dfdc_validation
     validation_labels = data.labels(validation)
-    validation_p = calibrated(score(data.cache, validation), temperature)
+    validation_p = calibrated(validation_logits, temperature)
     photos_test_p = calibrated(score(data.cache, data.photos.test), temperature)
     evaluations = {
         DFDC_VALIDATION: Evaluation(

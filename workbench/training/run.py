@@ -16,6 +16,7 @@ Built for long runs on a small CPU that is also used for other work:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import time
@@ -61,8 +62,6 @@ _EVALUATION_BATCH = 128
 # Training batches that measure the averaged model's batch-norm statistics (about 2,000 faces).
 BN_CALIBRATION_BATCHES = 32
 _LOSS_EVERY_STEPS = 50
-# InceptionResnetV1's blocks in the order the input flows through them.
-BLOCKS = tuple(name for name, _ in new_classifier().named_children())
 
 
 @dataclass(frozen=True)
@@ -99,9 +98,9 @@ class RunConfig:
         if self.train_from is not None:
             if self.init is None:
                 raise TrainingError("train_from needs init: frozen blocks keep its weights")
-            if self.train_from not in BLOCKS:
+            if self.train_from not in blocks():
                 raise TrainingError(
-                    f"unknown block {self.train_from!r}: choose one of {', '.join(BLOCKS)}"
+                    f"unknown block {self.train_from!r}: choose one of {', '.join(blocks())}"
                 )
 
     def signature(self) -> dict[str, Any]:
@@ -493,11 +492,18 @@ class Run:
         save_checkpoint(self.config.ema_path, weights, None, epoch=self.progress.epoch)
 
 
+@functools.cache
+def blocks() -> tuple[str, ...]:
+    """InceptionResnetV1's blocks in the order the input flows through them (built on first
+    use: making a network costs a fraction of a second that an import should not pay)."""
+    return tuple(name for name, _ in new_classifier().named_children())
+
+
 def frozen_blocks(model: nn.Module, train_from: str | None) -> list[str]:
     """Stop the gradients of the blocks before `train_from`; returns their names."""
     if train_from is None:
         return []
-    frozen = list(BLOCKS[: BLOCKS.index(train_from)])
+    frozen = list(blocks()[: blocks().index(train_from)])
     for name in frozen:
         getattr(model, name).requires_grad_(False)
     return frozen
