@@ -21,8 +21,8 @@ def refuse_unread(request: HttpRequest) -> HttpResponseBase:
     return HttpResponse("refused", status=403)
 
 
-def upload(body: bytes = BODY) -> HttpRequest:
-    return RequestFactory().post("/upload/", data=body, content_type="application/octet-stream")
+def upload() -> HttpRequest:
+    return RequestFactory().post("/upload/", data=BODY, content_type="application/octet-stream")
 
 
 def test_a_refusal_made_without_reading_the_body_reads_it_to_the_end() -> None:
