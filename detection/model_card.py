@@ -28,6 +28,8 @@ from detection.ml.card import (
 
 _METRIC_LABELS = {
     "auc": "ROC AUC (0.5 is chance, 1 is perfect)",
+    "auc_low": "ROC AUC, 95 % interval from",
+    "auc_high": "ROC AUC, 95 % interval to",
     "accuracy": "Accuracy at the flag threshold",
     "tpr_at_1_fpr": "Fakes caught when 1 % of real faces are flagged",
     "tpr_at_5_fpr": "Fakes caught when 5 % of real faces are flagged",

@@ -35,6 +35,43 @@ def test_auc_counts_ties_as_half_and_needs_both_classes() -> None:
     assert evaluation.roc_auc([0.3, 0.9], [1, 1]) is None
 
 
+def test_auc_interval_uses_delong_variance() -> None:
+    # Fakes 0.9 and 0.4 outrank 2/2 and 1/2 real faces; reals 0.5 and 0.1 are outranked by
+    # 1/2 and 2/2 fakes: variance 0.125 / 2 + 0.125 / 2, standard error sqrt(0.125).
+    low, high = evaluation.auc_interval([0.9, 0.4, 0.5, 0.1], [1, 1, 0, 0])
+    assert low == pytest.approx(0.75 - 1.959964 * math.sqrt(0.125), abs=1e-6)
+    assert high == 1.0  # clipped
+    assert evaluation.auc_interval([0.9, 0.4, 0.5], [1, 1, 0]) is None
+
+
+def test_auc_interval_matches_pairwise_delong_with_ties() -> None:
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.random(60), 1)  # rounding makes ties
+    labels = (rng.random(60) < 0.4).astype(int)
+    fakes, reals = scores[labels == 1], scores[labels == 0]
+    pairs = (fakes[:, None] > reals[None, :]) + 0.5 * (fakes[:, None] == reals[None, :])
+    variance = np.var(pairs.mean(1), ddof=1) / len(fakes) + np.var(pairs.mean(0), ddof=1) / len(
+        reals
+    )
+    low, high = evaluation.auc_interval(scores, labels)
+    auc = pairs.mean()
+    assert (auc - low, high - auc) == pytest.approx((1.959964 * math.sqrt(variance),) * 2)
+
+
+def test_few_images_cannot_tell_a_middling_auc_from_chance_many_can() -> None:
+    rng = np.random.default_rng(0)
+
+    def interval(per_class: int) -> tuple[float, float]:
+        scores = np.r_[rng.normal(0.65, 1, per_class), rng.normal(0, 1, per_class)]
+        found = evaluation.auc_interval(scores, [1] * per_class + [0] * per_class)
+        assert found is not None
+        return found
+
+    few, many = interval(17), interval(2000)
+    assert few[0] < 0.5 < few[1]
+    assert 0.5 < many[0] < many[1] < 0.8
+
+
 def test_accuracy_counts_threshold_itself_as_fake() -> None:
     assert evaluation.accuracy_at([0.1, 0.5, 0.49, 0.9], [0, 1, 1, 1], 0.5) == pytest.approx(0.75)
 

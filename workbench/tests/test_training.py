@@ -352,7 +352,12 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     assert frames.note.startswith("14 frames") and frames.metrics["count"] + left_out == 14
     assert 2 <= left_out <= 4
     assert 0 <= frames.metrics["fakes_flagged"] <= frames.metrics["fakes"] <= 6
-    assert any("FaceForensics++" in sentence for sentence in card.summary)
+    low, auc, high = (frames.metrics[key] for key in ("auc_low", "auc", "auc_high"))
+    assert 0 <= low <= auc <= high <= 1
+    sentence = next(sentence for sentence in card.summary if "FaceForensics++" in sentence)
+    assert f"AUC {auc:.2f}, 95 % interval {low:.2f}-{high:.2f}" in sentence
+    # A dozen frames cannot tell a model from chance unless it ranks nearly all of them right.
+    assert ("frames are too few to tell it from chance" in sentence) == (low <= 0.5)
     assert "non-commercial research" in card.training_data["licence"]
     assert card.training["command"] == "test" and card.training["epochs_run"] == 1
     precision = str(compute_dtype(torch.device("cpu"))).removeprefix("torch.")
