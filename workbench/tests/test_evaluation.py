@@ -38,7 +38,9 @@ def test_auc_counts_ties_as_half_and_needs_both_classes() -> None:
 def test_auc_interval_uses_delong_variance() -> None:
     # Fakes 0.9 and 0.4 outrank 2/2 and 1/2 real faces; reals 0.5 and 0.1 are outranked by
     # 1/2 and 2/2 fakes: variance 0.125 / 2 + 0.125 / 2, standard error sqrt(0.125).
-    low, high = evaluation.auc_interval([0.9, 0.4, 0.5, 0.1], [1, 1, 0, 0])
+    interval = evaluation.auc_interval([0.9, 0.4, 0.5, 0.1], [1, 1, 0, 0])
+    assert interval is not None
+    low, high = interval
     assert low == pytest.approx(0.75 - 1.959964 * math.sqrt(0.125), abs=1e-6)
     assert high == 1.0  # clipped
     assert evaluation.auc_interval([0.9, 0.4, 0.5], [1, 1, 0]) is None
@@ -53,7 +55,9 @@ def test_auc_interval_matches_pairwise_delong_with_ties() -> None:
     variance = np.var(pairs.mean(1), ddof=1) / len(fakes) + np.var(pairs.mean(0), ddof=1) / len(
         reals
     )
-    low, high = evaluation.auc_interval(scores, labels)
+    interval = evaluation.auc_interval(scores, labels)
+    assert interval is not None
+    low, high = interval
     auc = pairs.mean()
     assert (auc - low, high - auc) == pytest.approx((1.959964 * math.sqrt(variance),) * 2)
 

@@ -31,7 +31,7 @@ from workbench.training.data import (
     split_photos,
 )
 from workbench.training.report import FinishConfig, MeasureConfig, finish, remeasure
-from workbench.training.run import RunConfig, compute_dtype, train
+from workbench.training.run import RunConfig, Schedule, compute_dtype, train
 
 
 def write_face_set(folder: Path, faces: list[tuple[str, Image.Image, str, str]]) -> Path:
@@ -299,6 +299,41 @@ def test_run_refuses_to_overwrite_or_to_resume_with_other_settings(
             progress=False,
             log=lambda _: None,
         )
+
+
+def test_a_resumed_run_given_more_epochs_re_plans_its_schedule(
+    face_sets: Path, tmp_path: Path
+) -> None:
+    messages: list[str] = []
+    first = run_config(face_sets, tmp_path / "run", epochs=1, stop_after_minutes=0)
+    train(first, resume=False, progress=False, log=messages.append)
+    run = train(
+        run_config(face_sets, tmp_path / "run", epochs=2),
+        resume=True,
+        progress=False,
+        log=messages.append,
+    )
+
+    assert any("re-planned for 2 epochs instead of 1" in message for message in messages)
+    assert [record.epoch for record in run.progress.epochs] == [1, 2]
+    assert run.learning_rate == pytest.approx(0.01 * run.config.learning_rate)
+    history = json.loads(run.config.history_path.read_text())
+    assert history["config"]["epochs"] == 2
+
+
+def test_a_re_planned_schedule_goes_on_from_where_it_was_and_still_anneals() -> None:
+    planned = Schedule.planned(total=1000)
+    assert planned.warmup == 50
+    assert planned.factor(0) == pytest.approx(1 / 50) and planned.factor(49) == 1.0
+    assert planned.factor(1000) == pytest.approx(0.01)
+    for step, total in ((600, 700), (600, 3000)):  # shortened, lengthened
+        replanned = planned.replanned(step=step, total=total)
+        assert replanned.factor(step) == pytest.approx(planned.factor(step))
+        factors = [replanned.factor(later) for later in range(step, total + 1)]
+        assert factors == sorted(factors, reverse=True), "never climbs back"
+        assert factors[-1] == pytest.approx(0.01)
+    # Still warming up: the warm-up goes on and the decay starts after it, as planned.
+    assert planned.replanned(step=10, total=2000) == Schedule(warmup=50, total=2000, decay_from=50)
 
 
 def finished_model(

@@ -21,7 +21,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,8 @@ class RunConfig:
                 )
 
     def signature(self) -> dict[str, Any]:
-        """What must match for a saved run to be continued: the batches depend on it."""
+        """What must match for a saved run to be continued (the batches depend on it), except
+        `epochs`: a resumed run may be given more or fewer, and its schedule is re-planned."""
         return {
             "recipe": self.recipe,
             "input_size": self.input_size,
@@ -393,6 +394,7 @@ class Run:
             self.model.load_state_dict(load_checkpoint(config.init).state_dict)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.frozen = frozen_blocks(self.model, config.train_from)
+        self.steps_per_epoch = steps_per_epoch
         self.ema = AveragedModel(
             self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
         )
@@ -401,10 +403,9 @@ class Run:
             lr=config.learning_rate,
             weight_decay=config.weight_decay,
         )
-        total = config.epochs * steps_per_epoch
-        warmup = min(1000, max(1, total // 20))
+        self.schedule = Schedule.planned(total=config.epochs * steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: _warmup_cosine(step, warmup=warmup, total=total)
+            self.optimizer, lambda step: self.schedule.factor(step)
         )
         self.progress = RunProgress()
 
@@ -442,17 +443,21 @@ class Run:
             # JSON text: weights-only loading takes strings but not dataclasses.
             "progress": json.dumps(asdict(self.progress)),
             "signature": self.config.signature(),
+            "schedule": asdict(self.schedule),
         }
         write_atomically(self.config.state_path, lambda handle: torch.save(state, handle))
         history = {"config": self.config.signature(), **asdict(self.progress)}
         text = json.dumps(history, indent=1)
         write_atomically(self.config.history_path, lambda handle: handle.write(text.encode()))
 
-    def restore(self) -> None:
+    def restore(self) -> str | None:
+        """Load the saved run; returns how its schedule was re-planned, if `epochs` changed."""
         state = torch.load(self.config.state_path, map_location=self.device, weights_only=True)
         saved, wanted = state["signature"], self.config.signature()
-        if saved != wanted:
-            differences = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+        differences = {
+            k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v and k != "epochs"
+        }
+        if differences:
             raise TrainingError(f"cannot resume with other settings (saved, asked): {differences}")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
@@ -463,6 +468,21 @@ class Run:
         progress["epochs"] = [EpochRecord(**record) for record in progress["epochs"]]
         progress["loss_curve"] = [tuple(point) for point in progress["loss_curve"]]
         self.progress = RunProgress(**progress)
+        # Runs saved before schedules were stored followed the plan of their epochs.
+        self.schedule = (
+            Schedule(**state["schedule"])
+            if "schedule" in state
+            else Schedule.planned(total=saved["epochs"] * self.steps_per_epoch)
+        )
+        step, total = self.scheduler.last_epoch, self.config.epochs * self.steps_per_epoch
+        if saved["epochs"] == self.config.epochs or total <= step:
+            return None
+        self.schedule = self.schedule.replanned(step=step, total=total)
+        return (
+            f"re-planned for {self.config.epochs} epochs instead of {saved['epochs']}: from "
+            f"step {step}, the learning rate decays from {self.learning_rate:.3g} to 1 % of "
+            f"its peak at step {total}"
+        )
 
     def averaged_model(self, calibration: Iterable[torch.Tensor]) -> nn.Module:
         """The EMA weights, with batch-norm statistics measured anew on `calibration` crops.
@@ -509,12 +529,36 @@ def frozen_blocks(model: nn.Module, train_from: str | None) -> list[str]:
     return frozen
 
 
-def _warmup_cosine(step: int, *, warmup: int, total: int) -> float:
-    """Linear warm-up, then a cosine decay to 1 % of the peak learning rate."""
-    if step < warmup:
-        return (step + 1) / warmup
-    done = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done))
+@dataclass(frozen=True)
+class Schedule:
+    """The learning rate per step, as a share of the peak: a linear warm-up, then a cosine
+    decay from `start_factor` at step `decay_from` to 1 % at step `total`."""
+
+    warmup: int
+    total: int
+    decay_from: int
+    start_factor: float = 1.0
+
+    @classmethod
+    def planned(cls, *, total: int) -> Schedule:
+        warmup = min(1000, max(1, total // 20))
+        return cls(warmup=warmup, total=total, decay_from=warmup)
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        done = min(1.0, (step - self.decay_from) / max(1, self.total - self.decay_from))
+        return 0.01 + (self.start_factor - 0.01) * 0.5 * (1 + math.cos(math.pi * done))
+
+    def replanned(self, *, step: int, total: int) -> Schedule:
+        """The same run ending at `total` instead: from `step` on, the decay starts at the
+        learning rate it has reached, so a shortened run still anneals and a longer one
+        does not jump back up."""
+        if step < self.warmup:
+            return replace(self, total=total)
+        return Schedule(
+            warmup=self.warmup, total=total, decay_from=step, start_factor=self.factor(step)
+        )
 
 
 def train(
@@ -557,7 +601,9 @@ def train(
     steps = len(epoch_batches(units, batch_size=config.batch_size, seed=config.seed, epoch=0))
     run = Run(config, device, steps)
     if resume:
-        run.restore()
+        replanned = run.restore()
+        if replanned:
+            log(replanned)
         log(
             f"resuming at epoch {run.progress.epoch + 1}, batch {run.progress.next_batch} of "
             f"{steps} ({run.progress.images_seen} images seen)"

@@ -37,7 +37,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--recipe", choices=("mix", "sbi", "dfdc"), default="mix")
         parser.add_argument("--input-size", type=int, default=128)
-        parser.add_argument("--epochs", type=int, default=12)
+        parser.add_argument(
+            "--epochs",
+            type=int,
+            default=12,
+            help="with --resume, a new count re-plans the rest of the learning-rate schedule",
+        )
         parser.add_argument("--batch-size", type=int, default=64)
         parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
         parser.add_argument("--ema-decay", type=float, default=0.999)
