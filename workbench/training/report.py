@@ -464,7 +464,7 @@ def _with_summary(card: ModelCard) -> ModelCard:
             f"On face swaps from another source (FaceForensics++ video frames), it flags "
             f"{frames['fakes_flagged']} of {frames['fakes']} fakes and {frames['reals_flagged']} "
             f"of {frames['reals']} real frames as likely manipulated "
-            f"({_auc_in_words(frames, 'frames')}); the other "
+            f"({_frames_auc_in_words(frames)}); the other "
             f"{frames['fakes'] - frames['fakes_flagged']} fakes pass as real."
         )
     if GAN_FACES in card.evaluations:
@@ -480,14 +480,15 @@ def _with_summary(card: ModelCard) -> ModelCard:
     return dataclasses.replace(card, summary=sentences)
 
 
-def _auc_in_words(metrics: dict[str, Any], items: str) -> str:
-    """The AUC with its 95 % interval, and whether so few items can tell it from chance."""
+def _frames_auc_in_words(metrics: dict[str, Any]) -> str:
+    """The frames' AUC with its 95 % interval, and whether so few frames can tell it from
+    chance."""
     low, high = metrics.get("auc_low"), metrics.get("auc_high")
     if low is None or high is None:
         return f"AUC {metrics['auc']:.2f}"
     shown = f"AUC {metrics['auc']:.2f}, 95 % interval {low:.2f}-{high:.2f}"
     if low <= 0.5:
-        return f"{shown}: {metrics['count']} {items} are too few to tell it from chance"
+        return f"{shown}: {metrics['count']} frames are too few to tell it from chance"
     return shown
 
 
