@@ -30,7 +30,13 @@ from workbench.training.data import (
     split_by_group,
     split_photos,
 )
-from workbench.training.report import FinishConfig, MeasureConfig, finish, remeasure
+from workbench.training.report import (
+    FinishConfig,
+    MeasureConfig,
+    finish,
+    limitations,
+    remeasure,
+)
 from workbench.training.run import RunConfig, Schedule, compute_dtype, train
 
 
@@ -394,6 +400,8 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     # A dozen frames cannot tell a model from chance unless it ranks nearly all of them right.
     assert ("frames are too few to tell it from chance" in sentence) == (low <= 0.5)
     assert "non-commercial research" in card.training_data["licence"]
+    assert "UTKFace" in card.training_data["licence"] and card.limitations == limitations("mix")
+    assert "self-blended training" in card.limitations[0]
     assert card.training["command"] == "test" and card.training["epochs_run"] == 1
     precision = str(compute_dtype(torch.device("cpu"))).removeprefix("torch.")
     assert card.training["precision"].startswith(precision)
@@ -458,25 +466,29 @@ def test_a_model_is_measured_again_with_its_own_calibration_and_thresholds(
     face_sets: Path, samples_dir: Path, tmp_path: Path
 ) -> None:
     output, finished = finished_model(face_sets, tmp_path, gan_dir=None, samples_dir=None)
-    # A card from before the photo measurements, as the first shipped model's was.
+    # A card from before the photo measurements, as the first shipped model's was, whose
+    # limitations quote numbers of their own.
     older = dataclasses.replace(
         finished,
         evaluations={"dfdc_validation": finished.evaluations["dfdc_validation"]},
         summary=[],
+        limitations=["On other frames it is somewhat better than chance (AUC 0.68)."],
+        training={**finished.training, "recipe": "dfdc"},
     )
+    measure = MeasureConfig(
+        checkpoint=output,
+        dfdc_dir=face_sets / "dfdc",
+        utkface_dir=face_sets / "utkface",
+        gan_dir=face_sets / "dfdc",
+        samples_dir=samples_dir,
+        cache_root=tmp_path / "cache",
+    )
+    write_card(output, dataclasses.replace(older, training={}))
+    with pytest.raises(TrainingError, match="names no training recipe"):
+        remeasure(measure, log=lambda _: None)
     write_card(output, older)
 
-    card = remeasure(
-        MeasureConfig(
-            checkpoint=output,
-            dfdc_dir=face_sets / "dfdc",
-            utkface_dir=face_sets / "utkface",
-            gan_dir=face_sets / "dfdc",
-            samples_dir=samples_dir,
-            cache_root=tmp_path / "cache",
-        ),
-        log=lambda _: None,
-    )
+    card = remeasure(measure, log=lambda _: None)
 
     assert read_card(output) == card
     assert (card.thresholds, card.calibration) == (finished.thresholds, finished.calibration)
@@ -489,6 +501,9 @@ def test_a_model_is_measured_again_with_its_own_calibration_and_thresholds(
     assert {"gan_faces", "sample_frames"} <= set(card.evaluations)
     assert any("ordinary photos of real people" in sentence for sentence in card.summary)
     assert "thresholds (" in card.evaluations["dfdc_validation"].note
+    # The limitations are written anew for a DFDC-only model: no quoted number, no self-blends.
+    assert card.limitations == limitations("dfdc")
+    assert "self-blend" not in card.limitations[0]
 
 
 def test_remeasure_names_a_missing_model(tmp_path: Path) -> None:

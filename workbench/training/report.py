@@ -41,11 +41,10 @@ UTKFACE_PHOTOS = "utkface_photos"
 GAN_FACES = "gan_faces"
 SAMPLE_FRAMES = "sample_frames"
 TRAINING_EVALUATIONS = (DFDC_VALIDATION, UTKFACE_PHOTOS, GAN_FACES)
-LICENCE = (
-    "Research model. Trained on DFDC (DeepFake Detection Challenge; Meta, AWS, Partnership on "
-    "AI) and UTKFace photos, both licensed for non-commercial research only: the weights must "
-    "not be used commercially without rights to the training data."
-)
+# Every recipe trains on DFDC faces; those with self-blends also on UTKFace photos. Both sets are
+# licensed for non-commercial research only, and the weights inherit that.
+_DFDC_ONLY = "dfdc"
+_DFDC = "DFDC (DeepFake Detection Challenge; Meta, AWS, Partnership on AI)"
 _SCORING_BATCH = 128
 
 
@@ -150,7 +149,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
                 + ("averaged" if mirror_average else "alone")
             ),
         },
-        limitations=LIMITATIONS,
+        limitations=limitations(run["recipe"]),
     )
     save_checkpoint(config.output, shipped, card, epoch=history["epoch"])
     card = _with_frames_and_summary(card, config.output, config.samples_dir, curves)
@@ -188,7 +187,8 @@ class MeasureConfig:
 
 def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> ModelCard:
     """Measure a model on the held-out sets with its own temperature and thresholds, as the
-    service scores, and rewrite those measurements and the summary in its card.
+    service scores, and rewrite those measurements, the summary and the limitations in its
+    card.
 
     For a model whose card predates a measurement (the UTKFace photos, the GAN faces) or
     whose numbers predate a change of the pipeline; nothing is fitted again.
@@ -197,6 +197,11 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
     card = loaded.card
     if card is None or not card.trained or card.thresholds is None:
         raise TrainingError(f"{config.checkpoint} has no trained model card with thresholds")
+    recipe = card.training.get("recipe")
+    if recipe not in RECIPES:
+        raise TrainingError(
+            f"{config.checkpoint}'s model card names no training recipe ({', '.join(RECIPES)})"
+        )
     data = load_training_data(
         config.dfdc_dir, config.utkface_dir, cache_root=config.cache_root, progress=False
     )
@@ -215,6 +220,8 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
     )
     for key, measured in evaluations.items():
         card = card.with_evaluation(key, measured)
+    # Limitations written for an older card can contradict the new numbers.
+    card = dataclasses.replace(card, limitations=limitations(recipe))
     card = _with_frames_and_summary(card, config.checkpoint, config.samples_dir, curves)
     write_card(config.checkpoint, card)
     _plot_held_out(config.checkpoint, card.name, curves)
@@ -387,7 +394,12 @@ def _training_data(data: TrainingData, recipe: str) -> dict[str, Any]:
             "people aged 1 to 116. Self-blends: a real face pasted onto itself through a soft face "
             "mask after a colour, sharpness or geometry change (Shiohara & Yamasaki, CVPR 2022)."
         ),
-        "licence": LICENCE,
+        "licence": (
+            "Research model. Trained on "
+            + (f"{_DFDC}," if recipe == _DFDC_ONLY else f"{_DFDC} and UTKFace photos, both")
+            + " licensed for non-commercial research only: the weights must not be used "
+            "commercially without rights to the training data."
+        ),
         "crops": len(data.faces),
         "real": reals,
         "fake": len(data.faces) - reals,
@@ -496,10 +508,26 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f} %"
 
 
-LIMITATIONS = [
-    "It has seen face swaps from one source only (DFDC, filmed in 2019-2020 with paid actors); "
-    "self-blended training teaches it the traces every face swap leaves, but newer methods "
-    "and other sources can pass as real.",
+# What a model's training data leaves it blind to, by recipe: a DFDC-only model has learned one
+# source's traces, a self-blend model the blend boundary every swap leaves.
+_SOURCE_LIMITATIONS = {
+    _DFDC_ONLY: (
+        "It has seen face swaps from one source only (DFDC, filmed in 2019-2020 with paid "
+        "actors) and learned that source's traces: newer methods and other sources can pass as "
+        "real."
+    ),
+    "sbi": (
+        "It was trained on self-blends, not on real face swaps: real faces pasted onto "
+        "themselves, which teach the blended boundary and colour mismatch a swap leaves. Swaps "
+        "that hide both, and newer methods, can pass as real."
+    ),
+    "mix": (
+        "It has seen face swaps from one source only (DFDC, filmed in 2019-2020 with paid "
+        "actors); self-blended training teaches it the traces every face swap leaves, but newer "
+        "methods and other sources can pass as real."
+    ),
+}
+_LIMITATIONS = [
     "It is not built for faces generated whole (GAN or diffusion), lip-sync or expression "
     "transfer without a blended face boundary.",
     "It was trained from scratch on a CPU with no pretrained face features; it is far weaker "
@@ -508,5 +536,14 @@ LIMITATIONS = [
     "Small faces (under about 60 pixels), faces in profile, covered, heavily filtered or many "
     "times re-compressed faces make its scores unreliable.",
     "A score is an estimate for human review, never proof that a photo was or was not manipulated.",
-    "Research licence: DFDC and UTKFace may be used for non-commercial research only.",
 ]
+
+
+def limitations(recipe: str) -> list[str]:
+    """What a model trained with this recipe cannot do, in words a moderator reads."""
+    data = "DFDC data" if recipe == _DFDC_ONLY else "DFDC and UTKFace"
+    return [
+        _SOURCE_LIMITATIONS[recipe],
+        *_LIMITATIONS,
+        f"Research licence: {data} may be used for non-commercial research only.",
+    ]

@@ -71,7 +71,7 @@ class Command(BaseCommand):
             type=Path,
             metavar="CHECKPOINT",
             help="do not train: measure this model again (its face cache goes under "
-            "var/training/cache) and rewrite its card's measurements and summary",
+            "var/training/cache) and rewrite its card's measurements, summary and limitations",
         )
         parser.add_argument("--output", type=Path, help="with --finish: the checkpoint to write")
         parser.add_argument("--name", help="with --finish: the model's name (default: its stem)")
