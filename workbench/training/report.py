@@ -517,8 +517,8 @@ _SOURCE_LIMITATIONS = {
         "real."
     ),
     "sbi": (
-        "It was trained on self-blends, not on real face swaps: real faces pasted onto "
-        "themselves, which teach the blended boundary and colour mismatch a swap leaves. Swaps "
+        "It learned what a face swap looks like from self-blends (real faces pasted onto "
+        "themselves), which teach the blended boundary and colour mismatch a swap leaves: swaps "
         "that hide both, and newer methods, can pass as real."
     ),
     "mix": (
