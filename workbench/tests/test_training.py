@@ -504,6 +504,14 @@ def test_a_model_is_measured_again_with_its_own_calibration_and_thresholds(
     # The limitations are written anew for a DFDC-only model: no quoted number, no self-blends.
     assert card.limitations == limitations("dfdc")
     assert "self-blend" not in card.limitations[0]
+    assert card.summary[0].startswith("On face swaps like those it was trained on (DFDC videos")
+    # A self-blend model's card does not claim it trained on DFDC swaps.
+    write_card(output, dataclasses.replace(card, training={**card.training, "recipe": "sbi"}))
+    self_blended = remeasure(measure, log=lambda _: None)
+    assert self_blended.limitations == limitations("sbi")
+    assert self_blended.summary[0].startswith(
+        "On DFDC face swaps (its training used self-blends instead; DFDC videos it never saw"
+    )
 
 
 def test_remeasure_names_a_missing_model(tmp_path: Path) -> None:

@@ -458,11 +458,16 @@ def _with_summary(card: ModelCard) -> ModelCard:
     assert thresholds is not None
     sentences = []
     validation = card.evaluations[DFDC_VALIDATION].metrics
+    seen = (
+        "On DFDC face swaps (its training used self-blends instead; "
+        if card.training.get("recipe") == "sbi"
+        else "On face swaps like those it was trained on ("
+    )
     sentences.append(
-        f"On face swaps like those it was trained on (DFDC videos it never saw, "
-        f"{validation['count']} faces), it calls {_percent(validation['tpr_at_5_fpr'])} of fakes "
-        f"suspicious when 5 % of real faces are, and {_percent(validation['tpr_at_1_fpr'])} when "
-        f"1 % are (AUC {validation['auc']:.2f})."
+        f"{seen}DFDC videos it never saw, {validation['count']} faces), it calls "
+        f"{_percent(validation['tpr_at_5_fpr'])} of fakes suspicious when 5 % of real faces "
+        f"are, and {_percent(validation['tpr_at_1_fpr'])} when 1 % are "
+        f"(AUC {validation['auc']:.2f})."
     )
     photos = card.evaluations[UTKFACE_PHOTOS].metrics
     sentences.append(
