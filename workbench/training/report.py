@@ -43,7 +43,7 @@ SAMPLE_FRAMES = "sample_frames"
 TRAINING_EVALUATIONS = (DFDC_VALIDATION, UTKFACE_PHOTOS, GAN_FACES)
 # Every recipe trains on DFDC faces; those with self-blends also on UTKFace photos. Both sets are
 # licensed for non-commercial research only, and the weights inherit that.
-_DFDC_ONLY = "dfdc"
+_RECIPES_WITH_PHOTOS = ("mix", "sbi")
 _DFDC = "DFDC (DeepFake Detection Challenge; Meta, AWS, Partnership on AI)"
 _SCORING_BATCH = 128
 
@@ -396,7 +396,11 @@ def _training_data(data: TrainingData, recipe: str) -> dict[str, Any]:
         ),
         "licence": (
             "Research model. Trained on "
-            + (f"{_DFDC}," if recipe == _DFDC_ONLY else f"{_DFDC} and UTKFace photos, both")
+            + (
+                f"{_DFDC} and UTKFace photos, both"
+                if recipe in _RECIPES_WITH_PHOTOS
+                else f"{_DFDC},"
+            )
             + " licensed for non-commercial research only: the weights must not be used "
             "commercially without rights to the training data."
         ),
@@ -516,7 +520,7 @@ def _percent(value: float | None) -> str:
 # What a model's training data leaves it blind to, by recipe: a DFDC-only model has learned one
 # source's traces, a self-blend model the blend boundary every swap leaves.
 _SOURCE_LIMITATIONS = {
-    _DFDC_ONLY: (
+    "dfdc": (
         "It has seen face swaps from one source only (DFDC, filmed in 2019-2020 with paid "
         "actors) and learned that source's traces: newer methods and other sources can pass as "
         "real."
@@ -546,7 +550,7 @@ _LIMITATIONS = [
 
 def limitations(recipe: str) -> list[str]:
     """What a model trained with this recipe cannot do, in words a moderator reads."""
-    data = "DFDC data" if recipe == _DFDC_ONLY else "DFDC and UTKFace"
+    data = "DFDC and UTKFace" if recipe in _RECIPES_WITH_PHOTOS else "DFDC data"
     return [
         _SOURCE_LIMITATIONS[recipe],
         *_LIMITATIONS,
