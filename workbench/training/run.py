@@ -200,6 +200,12 @@ def epoch_batches(
     return [flat[i : i + batch_size] for i in range(0, len(flat) - batch_size + 1, batch_size)]
 
 
+def balanced_positive_weight(entries: list[tuple[int, int]]) -> float:
+    """Balanced classes: each fake counts as much as (reals / fakes) of a real face."""
+    fakes = sum(kind != REAL for kind, _ in entries)
+    return (len(entries) - fakes) / fakes
+
+
 class TrainingFaces(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Position in the flattened units → (3, 160, 160) uint8 face and its label.
 
@@ -217,8 +223,11 @@ class TrainingFaces(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.entries)
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.item(position, self.epoch)
+
+    def item(self, position: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         kind, face = self.entries[position]
-        rng = np.random.default_rng((self.seed, self.epoch, position))
+        rng = np.random.default_rng((self.seed, epoch, position))
         context = np.asarray(self.cache.context[face])
         if kind == BLEND:
             context, _ = self_blend(context, self.cache.landmarks[face], rng)
@@ -584,8 +593,7 @@ def train(
     units = recipe_units(data, config.recipe)
     entries = [entry for unit in units for entry in unit]
     fakes = sum(kind != REAL for kind, _ in entries)
-    # Balanced classes: each fake counts as much as (reals / fakes) of a real face.
-    positive_weight = (len(entries) - fakes) / fakes
+    positive_weight = balanced_positive_weight(entries)
     log(
         f"recipe {config.recipe} ({RECIPES[config.recipe]}): {len(entries)} images per epoch, "
         f"{len(entries) - fakes} real and {fakes} fake; "
