@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cat requirements*.txt | sha256sum | cut -c1-12)
 PORT    ?= 8000
 
-.PHONY: install run test lint typecheck clean
+.PHONY: install run test lint typecheck clean gpu-pack
 
 $(STAMP): requirements.txt requirements-workbench.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,12 @@ lint: install
 
 typecheck: install
 	SECRET_KEY=typecheck $(VENV)/bin/mypy .
+
+# What a training run on a lent GPU carries there (README: "Training on a lent GPU").
+gpu-pack: install .env
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--platform manylinux2014_x86_64 -d .whl "$$(grep -hi '^facenet-pytorch==' requirements*.txt)"
+	$(PY) manage.py accelerated_training pack --out var/gpu-pack
 
 clean:
 	rm -rf var/broker var/test-db.sqlite3 .pytest_cache .mypy_cache .ruff_cache

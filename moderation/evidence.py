@@ -110,6 +110,8 @@ def _model(submission: Submission) -> dict[str, Any]:
         },
         "calibration": {
             "temperature": calibration.get("temperature"),
+            # Scores recorded before calibrations had a bias were computed without one.
+            "bias": calibration.get("bias", 0.0 if "temperature" in calibration else None),
             "method": calibration.get("method"),
         },
         "quality_thresholds": details.get("quality_thresholds"),
@@ -242,6 +244,9 @@ class ThresholdsSerializer(serializers.Serializer[Any]):
 
 class CalibrationSerializer(serializers.Serializer[Any]):
     temperature = serializers.FloatField(allow_null=True)
+    bias = serializers.FloatField(
+        allow_null=True, help_text="P(fake) = sigmoid(logit / temperature + bias)."
+    )
     method = serializers.CharField(allow_null=True)
 
 

@@ -208,6 +208,7 @@ def _model(model: Mapping[str, Any]) -> list[Flowable]:
             "Calibration",
             _text(
                 f"temperature {calibration['temperature']}"
+                + (f", bias {calibration['bias']:+.3f}" if calibration["bias"] else "")
                 + (f" ({calibration['method']})" if calibration["method"] else "")
                 if calibration["temperature"] is not None
                 else NOT_RECORDED

@@ -23,6 +23,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from detection.ml.card import Calibration
 from detection.ml.classifier import build_classifier, cam_layer
 
 REFERENCE_INPUT_SIZE = 256
@@ -88,13 +89,13 @@ class ReferencePipeline:
         crop: torch.Tensor,
         *,
         input_size: int = REFERENCE_INPUT_SIZE,
-        temperature: float = 1.0,
+        calibration: Calibration = Calibration(),  # noqa: B008 (frozen, so shared safely)
         mirror_average: bool = False,
     ) -> float:
         """The reference classifier alone on one (3, 160, 160) crop: resize, /255, sigmoid.
 
         At the original's own settings unless given a model card's (its input size,
-        temperature and mirror averaging), so that parity compares like with like.
+        calibration and mirror averaging), so that parity compares like with like.
         """
         face = F.interpolate(
             crop.unsqueeze(0), size=(input_size, input_size), mode="bilinear", align_corners=False
@@ -102,4 +103,4 @@ class ReferencePipeline:
         batch = torch.cat([face, face.flip(3)]) if mirror_average else face
         with torch.no_grad():
             logit = self.model(batch / 255.0).mean()
-        return float(torch.sigmoid(logit / temperature).item())
+        return float(torch.sigmoid(calibration.logits(logit)).item())

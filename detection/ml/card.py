@@ -13,9 +13,15 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from detection.ml.storage import write_atomically
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    Logits = TypeVar("Logits", np.ndarray, torch.Tensor)
 
 # Bump when the JSON layout changes; `from_dict` upgrades older layouts it knows.
 CARD_FORMAT = 2
@@ -42,8 +48,20 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Calibration:
-    temperature: float = 1.0  # P(fake) = sigmoid(logit / temperature)
+    """P(fake) = sigmoid(logit / temperature + bias), Platt scaling.
+
+    The bias moves the scores of a model whose training saw the classes in another balance
+    than its validation faces have (self-blends are easy fakes; DFDC's are not): a
+    temperature alone can sharpen or soften scores but not move them. Older cards have none.
+    """
+
+    temperature: float = 1.0
     method: str = ""
+    bias: float = 0.0
+
+    def logits(self, raw: Logits) -> Logits:
+        """Calibrated logits of the network's own (a NumPy array or a tensor)."""
+        return raw / self.temperature + self.bias
 
 
 @dataclass(frozen=True)
@@ -247,7 +265,10 @@ def _calibration(value: object, where: str) -> Calibration:
     temperature = value.get("temperature") if isinstance(value, dict) else None
     if not isinstance(value, dict) or not _is_number(temperature) or not temperature > 0:
         raise CardError(f"{where}: calibration.temperature must be > 0")
-    return Calibration(float(temperature), str(value.get("method") or ""))
+    bias = value.get("bias", 0.0)
+    if not _is_number(bias):
+        raise CardError(f"{where}: calibration.bias must be a number")
+    return Calibration(float(temperature), str(value.get("method") or ""), float(bias))
 
 
 def _evaluations(value: object, where: str) -> dict[str, Evaluation]:

@@ -18,6 +18,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from detection.ml.card import (
     DEFAULT_INPUT_SIZE,
+    Calibration,
     CardError,
     ModelCard,
     checkpoint_sha256,
@@ -55,7 +56,7 @@ class ModelInfo:
     def details(self) -> dict[str, Any]:
         """What an evidence package records of the model that scored an image (JSON)."""
         thresholds = self.card.thresholds if self.card else None
-        calibration = self.card.calibration if self.card else None
+        calibration = self.card.calibration if self.card else Calibration()
         return {
             "name": self.name,
             "version": self.version,
@@ -69,8 +70,9 @@ class ModelInfo:
                 "selection": thresholds.selection if thresholds else "",
             },
             "calibration": {
-                "temperature": calibration.temperature if calibration else 1.0,
-                "method": calibration.method if calibration else "",
+                "temperature": calibration.temperature,
+                "bias": calibration.bias,
+                "method": calibration.method,
             },
         }
 
@@ -91,8 +93,8 @@ class LoadedCheckpoint:
         return self.card.input_size if self.card else DEFAULT_INPUT_SIZE
 
     @property
-    def temperature(self) -> float:
-        return self.card.calibration.temperature if self.card else 1.0
+    def calibration(self) -> Calibration:
+        return self.card.calibration if self.card else Calibration()
 
     @property
     def mirror_average(self) -> bool:
@@ -252,7 +254,7 @@ def cam_layer(model: InceptionResnetV1) -> nn.Module:
 
 @dataclass(frozen=True)
 class ClassifierOutput:
-    logits: np.ndarray  # (N,), before temperature scaling
+    logits: np.ndarray  # (N,), before calibration
     probabilities: np.ndarray  # (N,), P(fake)
     activations: np.ndarray  # (N, C, h, w) at the Grad-CAM layer
 
@@ -272,15 +274,15 @@ class FaceClassifier:
         state_dict: dict[str, torch.Tensor],
         *,
         input_size: int,
-        temperature: float,
         device: torch.device,
+        calibration: Calibration = Calibration(),  # noqa: B008 (frozen, so shared safely)
         onnx: OnnxOptions | None = None,
         mirror_average: bool = False,
     ) -> None:
         """`onnx` runs the network in ONNX Runtime (CPU only); without it, in PyTorch.
         `mirror_average`: a face's logit is the mean of its own and its mirror image's."""
         self.input_size = input_size
-        self.temperature = temperature
+        self.calibration = calibration
         self.mirror_average = mirror_average
         self.device = device
         reference = build_classifier(state_dict).to(device)
@@ -312,7 +314,7 @@ class FaceClassifier:
                 activations = activations[: len(batch)]
             else:
                 logits, activations = self._forward(batch)
-            probabilities = torch.sigmoid(logits / self.temperature)
+            probabilities = torch.sigmoid(self.calibration.logits(logits))
         return ClassifierOutput(
             logits=logits.cpu().numpy(),
             probabilities=probabilities.cpu().numpy().astype(np.float64),

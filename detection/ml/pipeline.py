@@ -104,7 +104,7 @@ class Analyzer:
         self.classifier = FaceClassifier(
             checkpoint.state_dict,
             input_size=checkpoint.input_size,
-            temperature=checkpoint.temperature,
+            calibration=checkpoint.calibration,
             device=device,
             onnx=onnx,
             mirror_average=checkpoint.mirror_average,

@@ -111,7 +111,7 @@ def test_model_card_thresholds_and_calibration_are_used(
         "trained": True,
         "input_size": 256,
         "thresholds": {"flag": 0.8, "uncertain": 0.6},
-        "calibration": {"temperature": 2.0},
+        "calibration": {"temperature": 2.0, "bias": -0.5},
     }
     card_path(calibrated).write_text(json.dumps(card))
     loaded = load_checkpoint(calibrated)
@@ -119,12 +119,12 @@ def test_model_card_thresholds_and_calibration_are_used(
     assert (info.flag_threshold, info.uncertain_threshold, info.trained) == (0.8, 0.6, True)
 
     cpu = torch.device("cpu")
-    plain = FaceClassifier(demo.state_dict, input_size=256, temperature=1.0, device=cpu)
+    plain = FaceClassifier(demo.state_dict, input_size=256, device=cpu)
     scaled = FaceClassifier(
-        loaded.state_dict, input_size=256, temperature=loaded.temperature, device=cpu
+        loaded.state_dict, input_size=256, calibration=loaded.calibration, device=cpu
     )
     logits = plain.classify(calibration_crops[:2]).logits
-    expected = [1 / (1 + math.exp(-logit / 2.0)) for logit in logits]
+    expected = [1 / (1 + math.exp(-(logit / 2.0 - 0.5))) for logit in logits]
     assert scaled.classify(calibration_crops[:2]).probabilities == pytest.approx(expected, abs=1e-6)
 
 
@@ -135,6 +135,7 @@ def test_model_card_thresholds_and_calibration_are_used(
         ('{"name": "m", "thresholds": {"flag": 0.2, "uncertain": 0.6}}', "uncertain <= flag"),
         ('{"name": "m", "input_size": "big"}', "input_size"),
         ('{"name": "m", "calibration": {"temperature": 0}}', "temperature"),
+        ('{"name": "m", "calibration": {"temperature": 1, "bias": "high"}}', "bias"),
         ('{"name": "m", "trained": "yes"}', "trained must be true or false"),
         ('{"trained": true}', "name must be a non-empty string"),
         ('{"format": 9, "name": "m"}', "format 9 is newer"),
@@ -153,9 +154,7 @@ def test_invalid_model_card_is_refused(
 def test_demo_checkpoint_output_depends_on_the_face(
     demo: LoadedCheckpoint, calibration_crops: torch.Tensor
 ) -> None:
-    classifier = FaceClassifier(
-        demo.state_dict, input_size=256, temperature=1.0, device=torch.device("cpu")
-    )
+    classifier = FaceClassifier(demo.state_dict, input_size=256, device=torch.device("cpu"))
     probabilities = classifier.classify(calibration_crops).probabilities
     assert len(probabilities) >= 3
     assert 0.1 < np.ptp(probabilities) <= 1
@@ -165,10 +164,8 @@ def test_mirror_averaging_scores_the_face_and_its_mirror_image_and_explains_the_
     demo: LoadedCheckpoint, calibration_crops: torch.Tensor
 ) -> None:
     cpu = torch.device("cpu")
-    plain = FaceClassifier(demo.state_dict, input_size=256, temperature=1.0, device=cpu)
-    mirrored = FaceClassifier(
-        demo.state_dict, input_size=256, temperature=1.0, device=cpu, mirror_average=True
-    )
+    plain = FaceClassifier(demo.state_dict, input_size=256, device=cpu)
+    mirrored = FaceClassifier(demo.state_dict, input_size=256, device=cpu, mirror_average=True)
     crops = calibration_crops[:3]
     own = plain.classify(crops)
     flipped = plain.classify(crops.flip(3))

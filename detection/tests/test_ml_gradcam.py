@@ -33,7 +33,7 @@ def state_dict(demo_checkpoint: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def classifier(state_dict: dict[str, torch.Tensor]) -> FaceClassifier:
-    return FaceClassifier(state_dict, input_size=256, temperature=1.0, device=torch.device("cpu"))
+    return FaceClassifier(state_dict, input_size=256, device=torch.device("cpu"))
 
 
 def test_logit_gradient_at_the_cam_layer_does_not_depend_on_the_face(

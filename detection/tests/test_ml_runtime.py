@@ -21,7 +21,7 @@ def _classifier(
     state_dict: dict[str, torch.Tensor], graph_path: Path | None = None
 ) -> FaceClassifier:
     onnx = None if graph_path is None else OnnxOptions(graph_path=graph_path, num_threads=2)
-    return FaceClassifier(state_dict, input_size=256, temperature=1.0, device=CPU, onnx=onnx)
+    return FaceClassifier(state_dict, input_size=256, device=CPU, onnx=onnx)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ MODEL_DETAILS = {
     "trained": True,
     "input_size": 160,
     "thresholds": {"fake": 0.62, "uncertain": 0.31, "set_by": "model card", "selection": "FPR 1%"},
-    "calibration": {"temperature": 1.7, "method": "temperature scaling"},
+    "calibration": {"temperature": 1.7, "bias": -0.25, "method": "Platt scaling"},
     "quality_thresholds": {"min_size_px": 60, "min_sharpness": 8.0},
 }
 PDQ = "f0" * 32
@@ -129,7 +129,11 @@ def test_the_json_holds_the_file_hashes_model_faces_heatmaps_and_decision_chain(
     assert body["provenance"] == PROVENANCE
     assert body["model"]["checkpoint_sha256"] == MODEL_DETAILS["checkpoint_sha256"]
     assert body["model"]["thresholds"]["fake"] == 0.62
-    assert body["model"]["calibration"] == {"temperature": 1.7, "method": "temperature scaling"}
+    assert body["model"]["calibration"] == {
+        "temperature": 1.7,
+        "bias": -0.25,
+        "method": "Platt scaling",
+    }
 
     assert len(body["faces"]) == 2
     for face, row in zip(submission.faces.order_by("index"), body["faces"], strict=True):
@@ -231,7 +235,7 @@ def test_the_pdf_renders_the_crops_and_heatmaps_on_its_first_page_and_holds_the_
         NOTE,
         decided_case.submission.sha256,
         str(MODEL_DETAILS["checkpoint_sha256"]),
-        "temperature 1.7 (temperature scaling)",
+        "temperature 1.7, bias -0.250 (Platt scaling)",
         PDQ,
         "camera Canon EOS R5",
         "a GPS position was recorded (not kept)",
@@ -258,6 +262,7 @@ def test_a_submission_analysed_before_models_were_recorded_says_so(
     assert body["model"]["version"] == case.submission.model_version
     assert body["model"]["checkpoint_sha256"] is None
     assert body["model"]["thresholds"]["fake"] is None
+    assert body["model"]["calibration"] == {"temperature": None, "bias": None, "method": None}
     assert body["moderation"]["state"] == "pending"
     assert [event["kind"] for event in body["decision_chain"]] == ["opened"]
     pdf = api.get(evidence_url(case, "pdf")).content
@@ -270,6 +275,22 @@ def test_a_submission_analysed_before_models_were_recorded_says_so(
         timeout=60,
     ).stdout
     assert "Checkpoint sha256 not recorded" in " ".join(text.split())
+
+
+def test_a_score_recorded_before_calibrations_had_a_bias_says_it_had_none(
+    make_case: Callable[..., ReviewCase], moderator: User
+) -> None:
+    details = {
+        **MODEL_DETAILS,
+        "calibration": {"temperature": 1.7, "method": "temperature scaling"},
+    }
+    case = make_case(model_details=details)
+    body = api_client(moderator).get(evidence_url(case)).json()
+    assert body["model"]["calibration"] == {
+        "temperature": 1.7,
+        "bias": 0.0,
+        "method": "temperature scaling",
+    }
 
 
 @pytest.mark.parametrize("format", [None, "pdf"])

@@ -11,6 +11,7 @@ import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from detection.ml.card import Calibration
 from detection.ml.classifier import FaceClassifier, build_classifier, cam_layer, load_checkpoint
 from detection.ml.gradcam import grad_cam_maps
 from workbench.reference_pipeline import ReferencePipeline
@@ -20,9 +21,7 @@ def test_cam_equals_the_grad_cam_package_for_the_same_faces(
     demo_checkpoint: Path, calibration_crops: torch.Tensor
 ) -> None:
     state_dict = load_checkpoint(demo_checkpoint).state_dict
-    classifier = FaceClassifier(
-        state_dict, input_size=256, temperature=1.0, device=torch.device("cpu")
-    )
+    classifier = FaceClassifier(state_dict, input_size=256, device=torch.device("cpu"))
     crops = calibration_crops[:3]
     ours = grad_cam_maps(classifier.classify(crops).activations, classifier.cam_gradient, size=256)
 
@@ -50,9 +49,7 @@ def test_batched_classifier_matches_the_reference_on_the_same_crops(
     demo_checkpoint: Path, calibration_crops: torch.Tensor
 ) -> None:
     demo = load_checkpoint(demo_checkpoint)
-    classifier = FaceClassifier(
-        demo.state_dict, input_size=256, temperature=1.0, device=torch.device("cpu")
-    )
+    classifier = FaceClassifier(demo.state_dict, input_size=256, device=torch.device("cpu"))
     reference = ReferencePipeline(demo.state_dict)
     ours = classifier.classify(calibration_crops).probabilities
     theirs = [reference.score_crop(crop) for crop in calibration_crops]
@@ -62,19 +59,24 @@ def test_batched_classifier_matches_the_reference_on_the_same_crops(
 def test_reference_scores_at_a_cards_serving_settings_match_ours(
     demo_checkpoint: Path, calibration_crops: torch.Tensor
 ) -> None:
-    """The benchmark's parity at a card's input size, temperature and mirror averaging."""
+    """The benchmark's parity at a card's input size, calibration and mirror averaging."""
     demo = load_checkpoint(demo_checkpoint)
     classifier = FaceClassifier(
         demo.state_dict,
         input_size=128,
-        temperature=2.5,
+        calibration=Calibration(temperature=2.5, bias=0.4),
         mirror_average=True,
         device=torch.device("cpu"),
     )
     reference = ReferencePipeline(demo.state_dict)
     ours = classifier.classify(calibration_crops).probabilities
     served = [
-        reference.score_crop(crop, input_size=128, temperature=2.5, mirror_average=True)
+        reference.score_crop(
+            crop,
+            input_size=128,
+            calibration=Calibration(temperature=2.5, bias=0.4),
+            mirror_average=True,
+        )
         for crop in calibration_crops
     ]
     assert np.abs(ours - np.array(served)).max() <= 1e-4

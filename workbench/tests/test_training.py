@@ -21,7 +21,7 @@ from detection.ml.card import ModelCard, plot_path, read_card, write_card
 from detection.ml.classifier import load_checkpoint
 from workbench.training.augment import jittered_crop, middle_crop, photo_damage
 from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
-from workbench.training.calibration import choose_thresholds, fit_temperature
+from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
 from workbench.training.crops import CONTEXT_SIZE, context_crop, preparation_detector
 from workbench.training.data import (
     LabelledFace,
@@ -226,11 +226,24 @@ def test_augmentation_is_repeatable_and_keeps_the_service_crop_shape() -> None:
 # --- calibration -------------------------------------------------------------------------
 
 
-def test_temperature_fit_undoes_a_known_overconfidence() -> None:
+def test_calibration_fit_undoes_a_known_overconfidence_and_offset() -> None:
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 2, 4000)
     labels = (rng.random(4000) < 1 / (1 + np.exp(-true_logits))).astype(np.float64)
-    assert fit_temperature(3 * true_logits, labels) == pytest.approx(3, rel=0.15)
+
+    # Three times too confident, and shifted towards "fake" as a model trained on more
+    # (and easier) fakes than the validation faces hold would be.
+    calibration = fit_calibration(3 * true_logits + 1.5, labels)
+
+    assert calibration.temperature == pytest.approx(3, rel=0.15)
+    assert calibration.bias == pytest.approx(-0.5, abs=0.15)
+    assert calibrated(3 * true_logits + 1.5, calibration) == pytest.approx(
+        1 / (1 + np.exp(-true_logits)), abs=0.06
+    )
+    # A temperature alone cannot move the scores back: the bias is what does.
+    unbiased = dataclasses.replace(calibration, bias=0.0)
+    offset = calibrated(3 * true_logits + 1.5, unbiased) - 1 / (1 + np.exp(-true_logits))
+    assert offset.mean() > 0.05
 
 
 def test_thresholds_respect_the_budget_of_every_set_of_real_faces() -> None:
@@ -378,7 +391,8 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     assert (
         card.thresholds is not None and 0 <= card.thresholds.uncertain <= card.thresholds.flag <= 1
     )
-    assert 0 < card.calibration.temperature < math.inf
+    assert 0 < card.calibration.temperature < math.inf and math.isfinite(card.calibration.bias)
+    assert card.calibration.method.startswith("Platt scaling")
     assert set(card.evaluations) == {
         "dfdc_validation",
         "utkface_photos",

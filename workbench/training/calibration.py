@@ -1,6 +1,7 @@
-"""From logits to the numbers the service decides with: a temperature and two thresholds.
+"""From logits to the numbers the service decides with: a calibration and two thresholds.
 
-The temperature makes P(fake) mean what it says on the validation faces. The thresholds
+The calibration (a temperature and a bias) makes P(fake) mean what it says on the
+validation faces. The thresholds
 are set by how many real faces they would wrongly flag, and real photos are the kind of
 image the service sees most: each threshold must respect its false-positive budget on
 held-out real photos AND on the validation video frames, whichever is stricter.
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detection.ml.card import Thresholds
+from detection.ml.card import Calibration, Thresholds
 from workbench.evaluation import threshold_at_fpr
 
 # The share of real faces each verdict may wrongly give.
@@ -22,29 +23,42 @@ FAKE_BUDGET = 0.02
 UNCERTAIN_BUDGET = 0.05
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T that minimises the negative log-likelihood of sigmoid(logit / T) (LBFGS on log T)."""
+CALIBRATION_METHOD = (
+    "Platt scaling (a temperature and a bias) fitted by LBFGS on the DFDC validation faces"
+)
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> Calibration:
+    """The T and b that minimise the negative log-likelihood of sigmoid(logit / T + b)
+    (LBFGS on log T, so that T stays positive, and b)."""
     logit_tensor = torch.as_tensor(logits, dtype=torch.float64)
     label_tensor = torch.as_tensor(labels, dtype=torch.float64)
     log_temperature = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS(
-        [log_temperature], lr=0.5, max_iter=200, line_search_fn="strong_wolfe"
+        [log_temperature, bias], lr=0.5, max_iter=200, line_search_fn="strong_wolfe"
     )
 
     def negative_log_likelihood() -> torch.Tensor:
         optimizer.zero_grad()
         loss = F.binary_cross_entropy_with_logits(
-            logit_tensor / log_temperature.exp(), label_tensor
+            logit_tensor / log_temperature.exp() + bias, label_tensor
         )
         loss.backward()
         return loss
 
     optimizer.step(negative_log_likelihood)
-    return float(log_temperature.detach().exp())
+    return Calibration(
+        temperature=float(log_temperature.detach().exp()),
+        method=CALIBRATION_METHOD,
+        bias=float(bias.detach()),
+    )
 
 
-def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(logits) / temperature)), dtype=np.float64)
+def calibrated(logits: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """P(fake) of raw logits."""
+    scaled = calibration.logits(np.asarray(logits, dtype=np.float64))
+    return np.asarray(1.0 / (1.0 + np.exp(-scaled)), dtype=np.float64)
 
 
 def choose_thresholds(real_sets: Mapping[str, np.ndarray]) -> Thresholds:

@@ -29,7 +29,7 @@ from detection.ml.card import (
 from detection.ml.classifier import FaceClassifier, load_checkpoint, save_checkpoint
 from detection.ml.config import PipelineConfig
 from workbench import evaluation
-from workbench.training.calibration import calibrated, choose_thresholds, fit_temperature
+from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
 from workbench.training.crops import FaceCache, prepare_faces
 from workbench.training.data import TrainingError, read_face_set
 from workbench.training.run import RECIPES, TrainingData, load_training_data
@@ -97,9 +97,9 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         f"DFDC validation AUC {mirror_choice[False][0]:.4f} alone, {mirror_choice[True][0]:.4f} "
         f"with the mirror image: {'mirror averaging' if mirror_average else 'each face alone'}"
     )
-    temperature = fit_temperature(validation_logits, validation_labels)
-    validation_p = calibrated(validation_logits, temperature)
-    photos_calibration_p = calibrated(score(data.cache, data.photos.calibration), temperature)
+    calibration = fit_calibration(validation_logits, validation_labels)
+    validation_p = calibrated(validation_logits, calibration)
+    photos_calibration_p = calibrated(score(data.cache, data.photos.calibration), calibration)
     thresholds = choose_thresholds(
         {
             "DFDC validation real faces": validation_p[validation_labels == 0],
@@ -107,19 +107,20 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         }
     )
     log(
-        f"temperature {temperature:.3f}; thresholds: fake {thresholds.flag:.4f}, "
+        f"temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}; "
+        f"thresholds: fake {thresholds.flag:.4f}, "
         f"uncertain {thresholds.uncertain:.4f}"
     )
     evaluations, curves = _held_out_evaluations(
         score,
         data,
         validation_logits=validation_logits,
-        temperature=temperature,
+        calibration=calibration,
         thresholds=thresholds,
         gan_dir=config.gan_dir,
         cache_root=config.workdir.parent / "cache",
         fitted=(
-            "the temperature and, with the calibration part of the photos below, the "
+            "the calibration and, with the calibration part of the photos below, the "
             "thresholds were fitted on these faces"
         ),
     )
@@ -136,10 +137,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         training_data=_training_data(data, run["recipe"]),
         thresholds=thresholds,
         mirror_average=mirror_average,
-        calibration=Calibration(
-            temperature=temperature,
-            method="temperature scaling fitted by LBFGS on the DFDC validation faces",
-        ),
+        calibration=calibration,
         evaluations=evaluations,
         training={
             **_training_facts(history, config.command),
@@ -186,7 +184,7 @@ class MeasureConfig:
 
 
 def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> ModelCard:
-    """Measure a model on the held-out sets with its own temperature and thresholds, as the
+    """Measure a model on the held-out sets with its own calibration and thresholds, as the
     service scores, and rewrite those measurements, the summary and the limitations in its
     card.
 
@@ -212,11 +210,11 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
         score,
         data,
         validation_logits=score(data.cache, data.dfdc_validation),
-        temperature=card.calibration.temperature,
+        calibration=card.calibration,
         thresholds=card.thresholds,
         gan_dir=config.gan_dir,
         cache_root=config.cache_root,
-        fitted=f"the model card's temperature and thresholds ({card.thresholds.selection})",
+        fitted=f"the model card's calibration and thresholds ({card.thresholds.selection})",
     )
     for key, measured in evaluations.items():
         card = card.with_evaluation(key, measured)
@@ -237,7 +235,7 @@ def _held_out_evaluations(
     data: TrainingData,
     *,
     validation_logits: np.ndarray,
-    temperature: float,
+    calibration: Calibration,
     thresholds: Thresholds,
     gan_dir: Path | None,
     cache_root: Path,
@@ -247,8 +245,8 @@ def _held_out_evaluations(
     the photos and the GAN check, calibrated."""
     validation = data.dfdc_validation
     validation_labels = data.labels(validation)
-    validation_p = calibrated(validation_logits, temperature)
-    photos_test_p = calibrated(score(data.cache, data.photos.test), temperature)
+    validation_p = calibrated(validation_logits, calibration)
+    photos_test_p = calibrated(score(data.cache, data.photos.test), calibration)
     evaluations = {
         DFDC_VALIDATION: Evaluation(
             title="DFDC validation faces",
@@ -273,7 +271,7 @@ def _held_out_evaluations(
     if gan_dir is not None and gan_dir.is_dir():
         gan_faces = read_face_set(gan_dir, "gan")
         gan_cache = prepare_faces(gan_faces, cache_root=cache_root, workers=2, progress=False)
-        gan_p = calibrated(score(gan_cache, list(range(len(gan_faces)))), temperature)
+        gan_p = calibrated(score(gan_cache, list(range(len(gan_faces)))), calibration)
         gan_labels = np.array([face.label for face in gan_faces], dtype=np.float64)
         evaluations[GAN_FACES] = Evaluation(
             title="whole-face GAN images (out of scope)",
@@ -336,7 +334,6 @@ def _scorer(
             for key, value in state_dict.items()
         },
         input_size=input_size,
-        temperature=1.0,
         device=torch.device("cpu"),
         mirror_average=mirror_average,
     )

@@ -124,7 +124,7 @@ class Command(BaseCommand):
 
         # Parity, outside the timed sections: the reference's classifier and ours on identical
         # crops (the reference's crop, and each crop of ours through its unbatched path).
-        # Both at our serving settings (the card's input size, temperature, mirror averaging):
+        # Both at our serving settings (the card's input size, calibration, mirror averaging):
         # the reference's own resolution differs from the card's only by design.
         classifier = analyzer.classifier
 
@@ -132,7 +132,7 @@ class Command(BaseCommand):
             return reference.score_crop(
                 crop,
                 input_size=classifier.input_size,
-                temperature=classifier.temperature,
+                calibration=classifier.calibration,
                 mirror_average=classifier.mirror_average,
             )
 
