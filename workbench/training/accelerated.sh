@@ -6,8 +6,8 @@
 set -euo pipefail
 # The loader processes hand their batches over through shared memory: give it room.
 mount -o remount,size=48G /dev/shm 2>/dev/null || true
-df -h /dev/shm | tail -1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+df -h /dev/shm | tail -1 || true
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 # The machine has PyTorch, OpenCV and NumPy; of the project's needs only facenet-pytorch travels.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
