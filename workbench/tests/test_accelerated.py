@@ -61,12 +61,16 @@ def test_pack_holds_the_recipes_training_faces_only_and_unpacks_close_to_them(
             )
 
 
-def test_pack_refuses_a_size_it_cannot_scale_back(training_data, tmp_path: Path) -> None:
+def test_pack_refuses_a_size_it_cannot_scale_back_and_a_missing_pack_says_how_to_make_one(
+    training_data, tmp_path: Path
+) -> None:
     from workbench.training.data import TrainingError
 
     with pytest.raises(TrainingError, match="side must be"):
         write_pack(training_data, "mix", tmp_path / "pack", side=320, quality=85)
     assert not (tmp_path / "pack").exists()
+    with pytest.raises(TrainingError, match="make gpu-pack"):
+        read_pack(tmp_path / "pack")
 
 
 def test_run_sends_back_fp16_pieces_that_make_a_loadable_checkpoint(

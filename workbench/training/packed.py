@@ -66,7 +66,7 @@ def read_pack(folder: Path, *, threads: int = 8) -> PackedFaces:
     """The packed faces decoded into memory (about 120 kB a face), with the recipe's units."""
     path = folder / PACK_FILE
     if not path.is_file():
-        raise TrainingError(f"no pack at {path}: write one with `pack_training_faces`")
+        raise TrainingError(f"no pack at {path}: write one with `make gpu-pack`")
     with np.load(path) as pack:
         arrays: dict[str, Any] = {name: pack[name] for name in pack.files}
     starts = np.r_[0, arrays["ends"][:-1]]
