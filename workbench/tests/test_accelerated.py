@@ -13,14 +13,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from detection.ml.classifier import load_checkpoint
-from workbench.tests.test_training import face_sets  # noqa: F401 (a fixture)
-from workbench.training.accelerated import MANIFEST, PIECE_BYTES, main
+from workbench.training.accelerated import MANIFEST, PIECE_BYTES, main, planned_steps
+from workbench.training.data import TrainingError
 from workbench.training.packed import read_pack, write_pack
-from workbench.training.run import load_training_data, recipe_units
+from workbench.training.run import TrainingData, load_training_data, recipe_units
 
 
 @pytest.fixture(scope="module")
-def training_data(face_sets: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
+def training_data(face_sets: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainingData:
     return load_training_data(
         face_sets / "dfdc",
         face_sets / "utkface",
@@ -30,14 +30,14 @@ def training_data(face_sets: Path, tmp_path_factory: pytest.TempPathFactory):  #
 
 
 @pytest.fixture(scope="module")
-def pack(training_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pack(training_data: TrainingData, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("pack")
     write_pack(training_data, "mix", folder, side=128, quality=90)
     return folder
 
 
 def test_pack_holds_the_recipes_training_faces_only_and_unpacks_close_to_them(
-    training_data, pack: Path
+    training_data: TrainingData, pack: Path
 ) -> None:
     packed = read_pack(pack)
 
@@ -62,10 +62,8 @@ def test_pack_holds_the_recipes_training_faces_only_and_unpacks_close_to_them(
 
 
 def test_pack_refuses_a_size_it_cannot_scale_back_and_a_missing_pack_says_how_to_make_one(
-    training_data, tmp_path: Path
+    training_data: TrainingData, tmp_path: Path
 ) -> None:
-    from workbench.training.data import TrainingError
-
     with pytest.raises(TrainingError, match="side must be"):
         write_pack(training_data, "mix", tmp_path / "pack", side=320, quality=85)
     assert not (tmp_path / "pack").exists()
@@ -79,16 +77,15 @@ def test_run_sends_back_fp16_pieces_that_make_a_loadable_checkpoint(
     out = tmp_path / "out"
     main(
         [
-            "--pack", str(pack), "--out", str(out), "--device", "cpu", "--minutes", "0.5",
+            "--pack", str(pack), "--out", str(out), "--device", "cpu", "--steps", "12",
             "--batch-size", "8", "--input-size", "96", "--warmup-steps", "4", "--workers", "1",
         ]
     )  # fmt: skip
 
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["final"] and manifest["recipe"] == "mix"
-    # The schedule was planned from the probe's timing and the run kept to it.
-    assert manifest["planned_steps"] == manifest["steps"] > 4
-    assert manifest["images_seen"] == 8 * manifest["steps"]
+    assert manifest["planned_steps"] == manifest["steps"] == 12
+    assert manifest["images_seen"] == 8 * 12
     assert all((out / name).stat().st_size <= PIECE_BYTES for name in manifest["pieces"])
     assert len(manifest["pieces"]) > 1  # 47 MB of fp16 weights do not fit one piece
 
@@ -101,6 +98,13 @@ def test_run_sends_back_fp16_pieces_that_make_a_loadable_checkpoint(
 
     logits = build_classifier(loaded.state_dict)(model_input(crops, input_size=96))
     assert torch.isfinite(logits).all()
+
+
+def test_the_time_budget_plans_the_steps_and_refuses_one_that_ends_inside_the_warm_up() -> None:
+    # 30 steps done at 0.5 s each, 600 s left: 1,200 steps more.
+    assert planned_steps(30, 0.5, 600, warmup=300, batch_size=256) == 1230
+    with pytest.raises(TrainingError, match="not past the 300-step warm-up"):
+        planned_steps(30, 0.5, 100, warmup=300, batch_size=256)
 
 
 def test_import_refuses_pieces_that_do_not_add_up(pack: Path, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ augmentation, a run that is interrupted and resumed, and the model it turns into
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
@@ -19,6 +18,7 @@ from PIL import Image
 
 from detection.ml.card import ModelCard, plot_path, read_card, write_card
 from detection.ml.classifier import load_checkpoint
+from workbench.tests.face_sets import tight_faces
 from workbench.training.augment import jittered_crop, middle_crop, photo_damage
 from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
 from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
@@ -38,66 +38,6 @@ from workbench.training.report import (
     remeasure,
 )
 from workbench.training.run import RunConfig, Schedule, compute_dtype, train
-
-
-def write_face_set(folder: Path, faces: list[tuple[str, Image.Image, str, str]]) -> Path:
-    """labels.csv and faces/ as the data sets have them; rows are (file, image, label, group)."""
-    (folder / "faces").mkdir(parents=True)
-    with (folder / "labels.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["file", "label", "group"])
-        for name, image, label, group in faces:
-            image.save(folder / "faces" / name, quality=95)
-            writer.writerow([name, label, group])
-    return folder
-
-
-def tight_faces(crops: torch.Tensor) -> list[Image.Image]:
-    """Face crops made tighter than MTCNN's box and scaled to 224 px, as DFDC's are."""
-    return [
-        Image.fromarray(crop.permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy())
-        .crop((16, 16, 144, 144))
-        .resize((224, 224))
-        for crop in crops
-    ]
-
-
-@pytest.fixture(scope="module")
-def face_sets(tmp_path_factory: pytest.TempPathFactory, calibration_crops: torch.Tensor) -> Path:
-    """A DFDC-like set (each face and its mirror, real and "fake", share a group) and a
-    UTKFace-like set of real photos (each face in a few colourings)."""
-    root = tmp_path_factory.mktemp("face-sets")
-    faces = tight_faces(calibration_crops[:4])
-    write_face_set(
-        root / "dfdc",
-        [
-            row
-            for index, face in enumerate(faces)
-            for row in (
-                (f"real{index}.jpg", face, "real", f"video{index}"),
-                (
-                    f"fake{index}.jpg",
-                    face.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-                    "fake",
-                    f"video{index}",
-                ),
-            )
-        ],
-    )
-    write_face_set(
-        root / "utkface",
-        [
-            (
-                f"photo{index}-{tint}.jpg",
-                Image.blend(face, Image.new("RGB", face.size, tint), 0.15),
-                "real",
-                "",
-            )
-            for index, face in enumerate(faces)
-            for tint in ("white", "orange", "navy")
-        ],
-    )
-    return root
 
 
 def run_config(face_sets: Path, workdir: Path, **overrides: object) -> RunConfig:

@@ -184,21 +184,25 @@ def train_on_accelerator(args: argparse.Namespace) -> None:
         "precision": str(compute_dtype(device)).removeprefix("torch."),
         "loss_curve": [],
     }
-    planned, probe_started, last_pieces, window = None, 0.0, time.monotonic(), []
+    planned: int | None = args.steps  # else planned from the probe's speed
+    if planned is not None:
+        run.schedule = Schedule(warmup=warmup, total=planned, decay_from=warmup)
+        record["planned_steps"] = planned
+    probe_started, last_pieces, window = 0.0, time.monotonic(), []
     train_started = time.monotonic()
     for step, (crops, labels) in enumerate(_loader(faces, packed.units, args, device), start=1):
         if step == probe[0]:
             probe_started = time.monotonic()
         window.append(run.step(crops, labels, positive_weight))
-        if step == probe[1]:
+        if planned is None and step == probe[1]:
             seconds_per_step = (time.monotonic() - probe_started) / (probe[1] - probe[0])
-            left = budget.left() - FINISH_SHARE * budget.seconds
-            planned = step + int(left / seconds_per_step)
-            if planned <= warmup:
-                raise TrainingError(
-                    f"{args.minutes} minutes give {planned} steps at "
-                    f"{args.batch_size / seconds_per_step:.0f} images/s: not past the warm-up"
-                )
+            planned = planned_steps(
+                step,
+                seconds_per_step,
+                budget.left() - FINISH_SHARE * budget.seconds,
+                warmup=warmup,
+                batch_size=args.batch_size,
+            )
             run.schedule = Schedule(warmup=warmup, total=planned, decay_from=warmup)
             record["planned_steps"] = planned
             print(
@@ -228,6 +232,21 @@ def train_on_accelerator(args: argparse.Namespace) -> None:
         f"{time.monotonic() - budget.started:.0f} s in all",
         flush=True,
     )
+
+
+def planned_steps(
+    done: int, seconds_per_step: float, seconds_left: float, *, warmup: int, batch_size: int
+) -> int:
+    """The run's steps in all, if the time left goes at the probe's pace; a budget that would
+    end the run inside its warm-up is refused."""
+    planned = done + int(seconds_left / seconds_per_step)
+    if planned <= warmup:
+        raise TrainingError(
+            f"{seconds_left:.0f} s left give {planned} steps at "
+            f"{batch_size / seconds_per_step:.0f} images/s, not past the {warmup}-step warm-up: "
+            "give the run more --minutes"
+        )
+    return planned
 
 
 def _loader(
@@ -269,11 +288,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--warmup-steps", type=int, default=300)
+    parser.add_argument(
+        "--steps", type=int, help="a fixed length instead of one planned from --minutes"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--pieces-every", type=float, default=2.0, metavar="MINUTES")
-    train_on_accelerator(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if args.steps is not None and args.steps <= args.warmup_steps:
+        parser.error("--steps must be more than --warmup-steps")
+    train_on_accelerator(args)
 
 
 if __name__ == "__main__":
