@@ -1,10 +1,10 @@
 """From logits to the numbers the service decides with: a calibration and two thresholds.
 
 The calibration (a temperature and a bias) makes P(fake) mean what it says on the
-validation faces. The thresholds
-are set by how many real faces they would wrongly flag, and real photos are the kind of
-image the service sees most: each threshold must respect its false-positive budget on
-held-out real photos AND on the validation video frames, whichever is stricter.
+validation faces. The thresholds are set by how many real faces they would wrongly flag,
+and real photos are the kind of image the service sees most: each threshold must respect
+its false-positive budget on held-out real photos AND on the validation video frames,
+whichever is stricter.
 """
 
 from __future__ import annotations
