@@ -73,9 +73,6 @@ class _AnyEpoch(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __init__(self, faces: TrainingFaces) -> None:
         self.faces = faces
 
-    def __len__(self) -> int:
-        return len(self.faces)
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, position = divmod(index, len(self.faces))
         return self.faces.item(position, epoch)

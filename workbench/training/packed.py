@@ -11,10 +11,11 @@ shrinking took away.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ from workbench.training.data import TrainingError
 from workbench.training.run import TrainingData, recipe_units
 
 PACK_FILE = "faces.npz"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,21 +71,20 @@ def read_pack(folder: Path, *, threads: int = 8) -> PackedFaces:
         raise TrainingError(f"no pack at {path}: write one with `make gpu-pack`")
     with np.load(path) as pack:
         arrays: dict[str, Any] = {name: pack[name] for name in pack.files}
-    starts = np.r_[0, arrays["ends"][:-1]]
-    blobs = [arrays["images"][start:end] for start, end in zip(starts, arrays["ends"], strict=True)]
     with ThreadPoolExecutor(threads) as pool:  # OpenCV releases the GIL while decoding
-        context = np.stack(list(pool.map(_decoded, blobs)))
+        context = np.stack(list(pool.map(_decoded, _cut(arrays["images"], arrays["ends"]))))
     entries = [(int(kind), int(face)) for kind, face in arrays["entries"]]
-    unit_starts = np.r_[0, arrays["unit_ends"][:-1]]
-    units = [
-        entries[start:end] for start, end in zip(unit_starts, arrays["unit_ends"], strict=True)
-    ]
     return PackedFaces(
         cache=FaceCache(folder, context, arrays["landmarks"], arrays["missed"]),
-        units=units,
+        units=[list(unit) for unit in _cut(entries, arrays["unit_ends"])],
         recipe=str(arrays["recipe"]),
         side=int(arrays["side"]),
     )
+
+
+def _cut(items: Sequence[T], ends: np.ndarray) -> list[Sequence[T]]:
+    """`items` cut into consecutive runs that end at `ends` (as the pack stores them)."""
+    return [items[start:end] for start, end in zip(np.r_[0, ends[:-1]], ends, strict=True)]
 
 
 def _encoded(context: np.ndarray, side: int, quality: int) -> bytes:
