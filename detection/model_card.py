@@ -54,6 +54,7 @@ _TRAINING_LABELS = {
     "precision": "Precision",
     "images_per_second": "Training images per second",
     "command": "Command",
+    "refitted": "Serving settings fitted again",
 }
 _DATA_LABELS = {
     "crops": "Face crops used",

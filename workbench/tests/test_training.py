@@ -16,7 +16,15 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from detection.ml.card import ModelCard, plot_path, read_card, write_card
+from detection.ml.card import (
+    Calibration,
+    Evaluation,
+    ModelCard,
+    Thresholds,
+    plot_path,
+    read_card,
+    write_card,
+)
 from detection.ml.classifier import load_checkpoint
 from workbench.tests.face_sets import tight_faces
 from workbench.training.augment import jittered_crop, middle_crop, photo_damage
@@ -35,6 +43,7 @@ from workbench.training.report import (
     MeasureConfig,
     finish,
     limitations,
+    refit,
     remeasure,
 )
 from workbench.training.run import RunConfig, Schedule, compute_dtype, train
@@ -466,6 +475,62 @@ def test_a_model_is_measured_again_with_its_own_calibration_and_thresholds(
     assert self_blended.summary[0].startswith(
         "On DFDC face swaps (its training used self-blends instead; DFDC videos it never saw"
     )
+
+
+def test_a_model_finished_under_older_rules_is_refitted_to_todays(
+    face_sets: Path, tmp_path: Path
+) -> None:
+    output, finished = finished_model(face_sets, tmp_path, gan_dir=None, samples_dir=None)
+    weights = output.read_bytes()
+    # A card as the first shipped model's: a temperature alone, thresholds set on DFDC faces
+    # alone, no mirror averaging, and a measurement the new settings make stale.
+    older = dataclasses.replace(
+        finished,
+        calibration=Calibration(temperature=2.0, method="temperature scaling"),
+        thresholds=Thresholds(flag=0.9, uncertain=0.8, selection="1 % of validation real faces"),
+        mirror_average=not finished.mirror_average,
+        evaluations={
+            **finished.evaluations,
+            "dfdc_validation_before_calibration": Evaluation(title="before", metrics={"ece": 0.1}),
+        },
+    )
+    write_card(output, older)
+    measure = MeasureConfig(
+        checkpoint=output,
+        dfdc_dir=face_sets / "dfdc",
+        utkface_dir=face_sets / "utkface",
+        gan_dir=None,
+        samples_dir=None,
+        cache_root=tmp_path / "cache",
+    )
+    logged: list[str] = []
+
+    card = refit(measure, command="refit-test", log=logged.append)
+
+    # The same weights get the settings that finishing them today gives, and nothing else moves.
+    assert output.read_bytes() == weights and read_card(output) == card
+    assert (card.calibration, card.thresholds, card.mirror_average) == (
+        finished.calibration,
+        finished.thresholds,
+        finished.mirror_average,
+    )
+    assert card.evaluations == finished.evaluations
+    assert card.thresholds is not None
+    assert "held-out UTKFace photos" in card.thresholds.selection
+    assert any("dropped dfdc_validation_before_calibration" in line for line in logged)
+    assert card.training["command"] == "test" and card.training["epochs_run"] == 1
+    refitted = card.training["refitted"]
+    assert "refit-test" in refitted and "temperature 2.000" in refitted
+    assert "1 % of validation real faces" in refitted
+    assert card.summary == finished.summary
+
+
+def test_a_model_is_either_remeasured_or_refitted(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "model.pth"
+    with pytest.raises(CommandError, match="choose one"):
+        call_command("train_detector", remeasure=checkpoint, refit=checkpoint, stdout=io.StringIO())
+    with pytest.raises(CommandError, match="checkpoint not found"):
+        call_command("train_detector", refit=checkpoint, stdout=io.StringIO())
 
 
 def test_remeasure_names_a_missing_model(tmp_path: Path) -> None:

@@ -26,7 +26,12 @@ from detection.ml.card import (
     plot_path,
     write_card,
 )
-from detection.ml.classifier import FaceClassifier, load_checkpoint, save_checkpoint
+from detection.ml.classifier import (
+    FaceClassifier,
+    LoadedCheckpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from detection.ml.config import PipelineConfig
 from workbench import evaluation
 from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
@@ -78,51 +83,16 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         cache_root=config.workdir.parent / "cache",
         progress=False,
     )
-    validation = data.dfdc_validation
-    validation_labels = data.labels(validation)
-    # A face and its mirror image scored together, where that separates the held-out DFDC
-    # faces better (the sample frames are never used to choose).
-    mirror_choice = {}
-    for mirror_average in (False, True):
-        scorer = _scorer(shipped, input_size=run["input_size"], mirror_average=mirror_average)
-        logits = scorer(data.cache, validation)
-        mirror_choice[mirror_average] = (
-            evaluation.roc_auc(logits, validation_labels) or 0.0,
-            scorer,
-            logits,
-        )
-    mirror_average = mirror_choice[True][0] > mirror_choice[False][0]
-    _, score, validation_logits = mirror_choice[mirror_average]
-    log(
-        f"DFDC validation AUC {mirror_choice[False][0]:.4f} alone, {mirror_choice[True][0]:.4f} "
-        f"with the mirror image: {'mirror averaging' if mirror_average else 'each face alone'}"
-    )
-    calibration = fit_calibration(validation_logits, validation_labels)
-    validation_p = calibrated(validation_logits, calibration)
-    photos_calibration_p = calibrated(score(data.cache, data.photos.calibration), calibration)
-    thresholds = choose_thresholds(
-        {
-            "DFDC validation real faces": validation_p[validation_labels == 0],
-            "held-out UTKFace photos (calibration part)": photos_calibration_p,
-        }
-    )
-    log(
-        f"temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}; "
-        f"thresholds: fake {thresholds.flag:.4f}, "
-        f"uncertain {thresholds.uncertain:.4f}"
-    )
+    serving = _fit_serving(shipped, input_size=run["input_size"], data=data, log=log)
     evaluations, curves = _held_out_evaluations(
-        score,
+        serving.score,
         data,
-        validation_logits=validation_logits,
-        calibration=calibration,
-        thresholds=thresholds,
+        validation_logits=serving.validation_logits,
+        calibration=serving.calibration,
+        thresholds=serving.thresholds,
         gan_dir=config.gan_dir,
         cache_root=config.workdir.parent / "cache",
-        fitted=(
-            "the calibration and, with the calibration part of the photos below, the "
-            "thresholds were fitted on these faces"
-        ),
+        fitted=_FITTED_HERE,
     )
 
     card = ModelCard(
@@ -135,17 +105,13 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
             "initialisation (no pretrained face weights are reachable offline)"
         ),
         training_data=_training_data(data, run["recipe"]),
-        thresholds=thresholds,
-        mirror_average=mirror_average,
-        calibration=calibration,
+        thresholds=serving.thresholds,
+        mirror_average=serving.mirror_average,
+        calibration=serving.calibration,
         evaluations=evaluations,
         training={
             **_training_facts(history, config.command),
-            "mirror_average": (
-                f"DFDC validation AUC {mirror_choice[False][0]:.4f} for each face alone, "
-                f"{mirror_choice[True][0]:.4f} averaged with its mirror image: "
-                + ("averaged" if mirror_average else "alone")
-            ),
+            "mirror_average": serving.mirror_note,
         },
         limitations=limitations(run["recipe"]),
     )
@@ -191,15 +157,7 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
     For a model whose card predates a measurement (the UTKFace photos, the GAN faces) or
     whose numbers predate a change of the pipeline; nothing is fitted again.
     """
-    loaded = load_checkpoint(config.checkpoint)
-    card = loaded.card
-    if card is None or not card.trained or card.thresholds is None:
-        raise TrainingError(f"{config.checkpoint} has no trained model card with thresholds")
-    recipe = card.training.get("recipe")
-    if recipe not in RECIPES:
-        raise TrainingError(
-            f"{config.checkpoint}'s model card names no training recipe ({', '.join(RECIPES)})"
-        )
+    loaded, card, thresholds, recipe = _trained_model(config.checkpoint)
     data = load_training_data(
         config.dfdc_dir, config.utkface_dir, cache_root=config.cache_root, progress=False
     )
@@ -211,10 +169,10 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
         data,
         validation_logits=score(data.cache, data.dfdc_validation),
         calibration=card.calibration,
-        thresholds=card.thresholds,
+        thresholds=thresholds,
         gan_dir=config.gan_dir,
         cache_root=config.cache_root,
-        fitted=f"the model card's calibration and thresholds ({card.thresholds.selection})",
+        fitted=f"the model card's calibration and thresholds ({thresholds.selection})",
     )
     for key, measured in evaluations.items():
         card = card.with_evaluation(key, measured)
@@ -227,7 +185,152 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
     return card
 
 
+def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = print) -> ModelCard:
+    """Fit a trained model's mirror choice, calibration and thresholds again by the rules
+    `finish` applies today, and measure it with them; its weights and training facts stay.
+
+    For a model finished under older rules: the first shipped model's thresholds were set on
+    DFDC video faces alone, before ordinary photos were part of the rule. Measurements made
+    with the old settings are dropped, as they no longer describe what the service does.
+    """
+    loaded, card, _, recipe = _trained_model(config.checkpoint)
+    data = load_training_data(
+        config.dfdc_dir, config.utkface_dir, cache_root=config.cache_root, progress=False
+    )
+    serving = _fit_serving(loaded.state_dict, input_size=card.input_size, data=data, log=log)
+    evaluations, curves = _held_out_evaluations(
+        serving.score,
+        data,
+        validation_logits=serving.validation_logits,
+        calibration=serving.calibration,
+        thresholds=serving.thresholds,
+        gan_dir=config.gan_dir,
+        cache_root=config.cache_root,
+        fitted=_FITTED_HERE,
+    )
+    before = card
+    card = dataclasses.replace(
+        card,
+        thresholds=serving.thresholds,
+        mirror_average=serving.mirror_average,
+        calibration=serving.calibration,
+        evaluations=evaluations,
+        limitations=limitations(recipe),
+        training={
+            **card.training,
+            "mirror_average": serving.mirror_note,
+            "refitted": (
+                f"{datetime.now(UTC).date().isoformat()}: mirror choice, calibration and "
+                f"thresholds fitted again, weights unchanged ({command}); before: "
+                f"{_settings_in_words(before)}"
+            ),
+        },
+    )
+    card = _with_frames_and_summary(card, config.checkpoint, config.samples_dir, curves)
+    write_card(config.checkpoint, card)
+    _plot_held_out(config.checkpoint, card.name, curves)
+    dropped = sorted(set(before.evaluations) - set(card.evaluations))
+    if dropped:
+        log(f"dropped {', '.join(dropped)}: measured with the old settings")
+    return card
+
+
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]
+
+# How `finish` and `refit` describe the DFDC validation faces' part in the settings.
+_FITTED_HERE = (
+    "the calibration and, with the calibration part of the photos below, the thresholds were "
+    "fitted on these faces"
+)
+
+
+def _trained_model(checkpoint: Path) -> tuple[LoadedCheckpoint, ModelCard, Thresholds, str]:
+    """A checkpoint whose card says it was trained, with its thresholds and its recipe."""
+    loaded = load_checkpoint(checkpoint)
+    card = loaded.card
+    if card is None or not card.trained or card.thresholds is None:
+        raise TrainingError(f"{checkpoint} has no trained model card with thresholds")
+    recipe = card.training.get("recipe")
+    if recipe not in RECIPES:
+        raise TrainingError(
+            f"{checkpoint}'s model card names no training recipe ({', '.join(RECIPES)})"
+        )
+    return loaded, card, card.thresholds, recipe
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """How a model is served, fitted on held-out faces, with its scorer and the validation
+    logits it gave."""
+
+    mirror_average: bool
+    mirror_note: str
+    calibration: Calibration
+    thresholds: Thresholds
+    score: Callable[[FaceCache, list[int]], np.ndarray]
+    validation_logits: np.ndarray
+
+
+def _fit_serving(
+    weights: dict[str, torch.Tensor],
+    *,
+    input_size: int,
+    data: TrainingData,
+    log: Callable[[str], None],
+) -> _Serving:
+    """Mirror averaging where it separates the DFDC validation faces better, the calibration
+    on those faces, and thresholds that flag few enough of every set of held-out reals. The
+    sample frames are never used to choose anything."""
+    validation = data.dfdc_validation
+    validation_labels = data.labels(validation)
+    choices = {}
+    for mirror_average in (False, True):
+        score = _scorer(weights, input_size=input_size, mirror_average=mirror_average)
+        logits = score(data.cache, validation)
+        auc = evaluation.roc_auc(logits, validation_labels) or 0.0
+        choices[mirror_average] = (auc, score, logits)
+    mirror_average = choices[True][0] > choices[False][0]
+    _, score, validation_logits = choices[mirror_average]
+    log(
+        f"DFDC validation AUC {choices[False][0]:.4f} alone, {choices[True][0]:.4f} "
+        f"with the mirror image: {'mirror averaging' if mirror_average else 'each face alone'}"
+    )
+    calibration = fit_calibration(validation_logits, validation_labels)
+    validation_p = calibrated(validation_logits, calibration)
+    photos_calibration_p = calibrated(score(data.cache, data.photos.calibration), calibration)
+    thresholds = choose_thresholds(
+        {
+            "DFDC validation real faces": validation_p[validation_labels == 0],
+            "held-out UTKFace photos (calibration part)": photos_calibration_p,
+        }
+    )
+    log(
+        f"temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}; "
+        f"thresholds: fake {thresholds.flag:.4f}, uncertain {thresholds.uncertain:.4f}"
+    )
+    return _Serving(
+        mirror_average=mirror_average,
+        mirror_note=(
+            f"DFDC validation AUC {choices[False][0]:.4f} for each face alone, "
+            f"{choices[True][0]:.4f} averaged with its mirror image: "
+            + ("averaged" if mirror_average else "alone")
+        ),
+        calibration=calibration,
+        thresholds=thresholds,
+        score=score,
+        validation_logits=validation_logits,
+    )
+
+
+def _settings_in_words(card: ModelCard) -> str:
+    thresholds = card.thresholds
+    assert thresholds is not None
+    return (
+        f"temperature {card.calibration.temperature:.3f}, bias {card.calibration.bias:+.3f}, "
+        f"thresholds fake {thresholds.flag:.4f} / uncertain {thresholds.uncertain:.4f} "
+        f"({thresholds.selection}), "
+        + ("mirror averaging" if card.mirror_average else "each face alone")
+    )
 
 
 def _held_out_evaluations(

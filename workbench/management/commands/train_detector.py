@@ -18,7 +18,8 @@ class Command(BaseCommand):
         "(--recipe), saving the whole state every few minutes under --workdir; --resume "
         "continues a stopped run. --finish turns a run's EMA weights into a calibrated fp16 "
         "checkpoint with its model card and plots. --remeasure measures a model on the held-out "
-        "sets with its own calibration and thresholds and rewrites its card's numbers."
+        "sets with its own calibration and thresholds and rewrites its card's numbers; --refit "
+        "fits its mirror choice, calibration and thresholds again first."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -73,6 +74,14 @@ class Command(BaseCommand):
             help="do not train: measure this model again (its face cache goes under "
             "var/training/cache) and rewrite its card's measurements, summary and limitations",
         )
+        parser.add_argument(
+            "--refit",
+            type=Path,
+            metavar="CHECKPOINT",
+            help="do not train: fit this model's mirror choice, calibration and thresholds again "
+            "by the rules --finish applies, measure it with them and rewrite its card (its "
+            "weights stay)",
+        )
         parser.add_argument("--output", type=Path, help="with --finish: the checkpoint to write")
         parser.add_argument("--name", help="with --finish: the model's name (default: its stem)")
         parser.add_argument(
@@ -85,8 +94,8 @@ class Command(BaseCommand):
         from workbench.training.run import RunConfig, train
 
         data = shared_data_dir()
-        if options["remeasure"]:
-            self._remeasure(options["remeasure"], options, data)
+        if options["remeasure"] or options["refit"]:
+            self._measure(options, data)
             return
         if options["workdir"] is None:
             raise CommandError("--workdir is required to train or to finish a run")
@@ -148,13 +157,20 @@ class Command(BaseCommand):
         for sentence in card.summary:
             self.stdout.write(f"- {sentence}")
 
-    def _remeasure(self, checkpoint: Path, options: dict[str, Any], data: Path) -> None:
+    def _measure(self, options: dict[str, Any], data: Path) -> None:
+        """--remeasure and --refit: a trained model measured again, with its card's settings
+        or with settings fitted again."""
         from django.conf import settings
 
         from detection.ml.classifier import CheckpointError
         from workbench.training.data import TrainingError
-        from workbench.training.report import MeasureConfig, remeasure
+        from workbench.training.report import MeasureConfig, refit, remeasure
 
+        if options["remeasure"] and options["refit"]:
+            raise CommandError(
+                "--remeasure keeps a model's settings and --refit fits them: choose one"
+            )
+        checkpoint: Path = options["refit"] or options["remeasure"]
         config = MeasureConfig(
             checkpoint=checkpoint,
             dfdc_dir=options["dfdc"] or data / "dfdc_faces",
@@ -164,9 +180,15 @@ class Command(BaseCommand):
             cache_root=Path(settings.BASE_DIR) / "var" / "training" / "cache",
         )
         try:
-            card = remeasure(config, log=self.stdout.write)
+            if options["refit"]:
+                card = refit(
+                    config, command=shlex.join(["python", *sys.argv]), log=self.stdout.write
+                )
+            else:
+                card = remeasure(config, log=self.stdout.write)
         except (CheckpointError, TrainingError) as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(self.style.SUCCESS(f"rewrote the measurements in {checkpoint}'s card"))
+        done = "fitted the settings of" if options["refit"] else "rewrote the measurements in"
+        self.stdout.write(self.style.SUCCESS(f"{done} {checkpoint}'s card"))
         for sentence in card.summary:
             self.stdout.write(f"- {sentence}")
