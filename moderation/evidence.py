@@ -102,6 +102,8 @@ def _model(submission: Submission) -> dict[str, Any]:
         "checkpoint_sha256": details.get("checkpoint_sha256"),
         "trained": submission.model_trained,
         "input_size": details.get("input_size"),
+        # Recorded since cards could choose it; None for scores recorded before.
+        "mirror_average": details.get("mirror_average"),
         "thresholds": {
             "fake": thresholds.get("fake"),
             "uncertain": thresholds.get("uncertain"),
@@ -256,6 +258,10 @@ class EvidenceModelSerializer(serializers.Serializer[Any]):
     checkpoint_sha256 = serializers.CharField(allow_null=True)
     trained = serializers.BooleanField(allow_null=True)
     input_size = serializers.IntegerField(allow_null=True)
+    mirror_average = serializers.BooleanField(
+        allow_null=True,
+        help_text="Whether each face's score averaged its own logit and its mirror image's.",
+    )
     thresholds = ThresholdsSerializer()
     calibration = CalibrationSerializer()
     quality_thresholds = serializers.DictField(

@@ -194,6 +194,15 @@ def _model(model: Mapping[str, Any]) -> list[Flowable]:
         ),
         ("Input size", _text(f"{model['input_size']} px" if model["input_size"] else NOT_RECORDED)),
         (
+            "Scoring",
+            _text(
+                {
+                    True: "each face averaged with its mirror image",
+                    False: "each face alone",
+                }.get(model["mirror_average"], NOT_RECORDED)
+            ),
+        ),
+        (
             "Thresholds",
             _text(
                 f"likely manipulated at P(fake) >= {thresholds['fake']}, uncertain at >= "

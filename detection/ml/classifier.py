@@ -63,6 +63,7 @@ class ModelInfo:
             "checkpoint_sha256": self.sha256,
             "trained": self.trained,
             "input_size": self.input_size,
+            "mirror_average": bool(self.card and self.card.mirror_average),
             "thresholds": {
                 "fake": self.flag_threshold,
                 "uncertain": self.uncertain_threshold,

@@ -63,6 +63,7 @@ def test_analysis_records_the_model_that_scored_the_image(
     assert details["checkpoint_sha256"] == checkpoint_sha256
     assert details["version"] == checkpoint_sha256[:12]
     assert details["trained"] is False and details["name"]
+    assert details["mirror_average"] is False  # the demo model has no card to choose it
     assert set(details["thresholds"]) == {"fake", "uncertain", "set_by", "selection"}
     assert details["calibration"]["temperature"] > 0
     assert details["quality_thresholds"]["min_size_px"] == 61

@@ -47,6 +47,7 @@ def trained_checkpoint(tmp_path: Path, settings: Any) -> Path:
         "thresholds": {"flag": 0.91, "uncertain": 0.72},
         "threshold_selection": "flag at 1 % FPR, uncertain at 5 %",
         "calibration": {"temperature": 1.7, "bias": -0.25, "method": "Platt scaling"},
+        "mirror_average": True,
         "training": {"epochs_run": 3, "command": "python manage.py train_detector --epochs 3"},
         "limitations": ["It has only seen DFDC face swaps."],
     }
@@ -91,6 +92,7 @@ def test_signed_in_user_sees_the_cards_facts(signed_in: Client, trained_checkpoi
         "0.9100",
         "0.7200",
         "temperature 1.700, bias -0.250 (Platt scaling)",
+        "<dt>Scoring</dt><dd>each face averaged with its mirror image</dd>",
         "python manage.py train_detector --epochs 3",
         "It has only seen DFDC face swaps.",
         f"{URL}?plot=roc",

@@ -37,6 +37,7 @@ MODEL_DETAILS = {
     "checkpoint_sha256": "0123456789ab" + "c" * 52,
     "trained": True,
     "input_size": 160,
+    "mirror_average": True,
     "thresholds": {"fake": 0.62, "uncertain": 0.31, "set_by": "model card", "selection": "FPR 1%"},
     "calibration": {"temperature": 1.7, "bias": -0.25, "method": "Platt scaling"},
     "quality_thresholds": {"min_size_px": 60, "min_sharpness": 8.0},
@@ -129,6 +130,7 @@ def test_the_json_holds_the_file_hashes_model_faces_heatmaps_and_decision_chain(
     assert body["provenance"] == PROVENANCE
     assert body["model"]["checkpoint_sha256"] == MODEL_DETAILS["checkpoint_sha256"]
     assert body["model"]["thresholds"]["fake"] == 0.62
+    assert body["model"]["mirror_average"] is True
     assert body["model"]["calibration"] == {
         "temperature": 1.7,
         "bias": -0.25,
@@ -236,6 +238,7 @@ def test_the_pdf_renders_the_crops_and_heatmaps_on_its_first_page_and_holds_the_
         decided_case.submission.sha256,
         str(MODEL_DETAILS["checkpoint_sha256"]),
         "temperature 1.7, bias -0.250 (Platt scaling)",
+        "Scoring each face averaged with its mirror image",
         PDQ,
         "camera Canon EOS R5",
         "a GPS position was recorded (not kept)",
@@ -263,6 +266,7 @@ def test_a_submission_analysed_before_models_were_recorded_says_so(
     assert body["model"]["checkpoint_sha256"] is None
     assert body["model"]["thresholds"]["fake"] is None
     assert body["model"]["calibration"] == {"temperature": None, "bias": None, "method": None}
+    assert body["model"]["mirror_average"] is None
     assert body["moderation"]["state"] == "pending"
     assert [event["kind"] for event in body["decision_chain"]] == ["opened"]
     pdf = api.get(evidence_url(case, "pdf")).content
@@ -275,6 +279,7 @@ def test_a_submission_analysed_before_models_were_recorded_says_so(
         timeout=60,
     ).stdout
     assert "Checkpoint sha256 not recorded" in " ".join(text.split())
+    assert "Scoring not recorded" in " ".join(text.split())
 
 
 def test_a_score_recorded_before_calibrations_had_a_bias_says_it_had_none(
