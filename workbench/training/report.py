@@ -226,6 +226,8 @@ def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = p
             ),
         },
     )
+    # The frames go through the service's pipeline, which reads the card from disk.
+    write_card(config.checkpoint, card)
     card = _with_frames_and_summary(card, config.checkpoint, config.samples_dir, curves)
     write_card(config.checkpoint, card)
     _plot_held_out(config.checkpoint, card.name, curves)
