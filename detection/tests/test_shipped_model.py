@@ -68,9 +68,22 @@ def test_pipeline_takes_thresholds_and_calibration_from_the_card(
         thresholds.uncertain,
     )
     assert info.trained and info.version == shipped.version
-    # Its card predates biases: temperature scaling alone.
     assert shipped.calibration == shipped.card.calibration
-    assert shipped.calibration.temperature > 0 and shipped.calibration.bias == 0
+    assert shipped.calibration.temperature > 0
+    assert shipped.mirror_average == shipped.card.mirror_average
+
+
+def test_its_settings_follow_todays_rules(shipped: LoadedCheckpoint) -> None:
+    """Refitted (`train_detector --refit`): Platt scaling, and thresholds that keep ordinary
+    photos of real people unflagged as well as video faces."""
+    card = shipped.card
+    assert card is not None and card.thresholds is not None
+    assert card.calibration.method.startswith("Platt scaling")
+    assert "UTKFace photos" in card.thresholds.selection
+    assert "DFDC validation real faces" in card.thresholds.selection
+    assert card.training["refitted"].startswith("20")
+    photos = card.evaluations["utkface_photos"].metrics
+    assert photos["flagged_fake"] <= 0.02 and photos["flagged_uncertain"] <= 0.05
 
 
 def test_its_plots_sit_beside_it() -> None:
