@@ -43,6 +43,7 @@ from workbench.training.report import (
     MeasureConfig,
     finish,
     limitations,
+    mirror_pays_off,
     refit,
     remeasure,
 )
@@ -543,6 +544,16 @@ def test_a_model_finished_under_older_rules_is_refitted_to_todays(
     assert "refit-test" in refitted and "temperature 2.000" in refitted
     assert "1 % of validation real faces" in refitted
     assert card.summary == finished.summary
+
+
+@pytest.mark.parametrize(
+    ("alone", "mirrored", "chosen"),
+    [(0.6906, 0.6927, False), (0.80, 0.815, True), (0.70, 0.74, True), (0.75, 0.70, False)],
+)
+def test_mirror_averaging_must_gain_enough_to_pay_for_twice_the_work(
+    alone: float, mirrored: float, chosen: bool
+) -> None:
+    assert mirror_pays_off(alone=alone, mirrored=mirrored) is chosen
 
 
 def test_a_model_is_either_remeasured_or_refitted(tmp_path: Path) -> None:
