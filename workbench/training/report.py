@@ -53,6 +53,11 @@ _DFDC = "DFDC (DeepFake Detection Challenge; Meta, AWS, Partnership on AI)"
 _SCORING_BATCH = 128
 # The least DFDC validation AUC that mirror averaging must add (see mirror_pays_off).
 MIRROR_MIN_GAIN = 0.01
+# How `finish` and `refit` describe the DFDC validation faces' part in the settings.
+_FITTED_HERE = (
+    "the calibration and, with the calibration part of the photos below, the thresholds were "
+    "fitted on these faces"
+)
 
 
 @dataclass(frozen=True)
@@ -228,8 +233,9 @@ def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = p
             ),
         },
     )
-    # The frames go through the service's pipeline, which reads the card from disk.
-    write_card(config.checkpoint, card)
+    # The frames go through the service's pipeline, which reads the card from disk; the card
+    # written meanwhile already says nothing the new settings contradict.
+    write_card(config.checkpoint, _with_summary(card))
     card = _with_frames_and_summary(card, config.checkpoint, config.samples_dir, curves)
     write_card(config.checkpoint, card)
     _plot_held_out(config.checkpoint, card.name, curves)
@@ -240,12 +246,6 @@ def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = p
 
 
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]
-
-# How `finish` and `refit` describe the DFDC validation faces' part in the settings.
-_FITTED_HERE = (
-    "the calibration and, with the calibration part of the photos below, the thresholds were "
-    "fitted on these faces"
-)
 
 
 def _trained_model(checkpoint: Path) -> tuple[LoadedCheckpoint, ModelCard, Thresholds, str]:
@@ -408,8 +408,8 @@ def _held_out_evaluations(
 def _with_frames_and_summary(
     card: ModelCard, checkpoint: Path, samples_dir: Path | None, curves: Curves
 ) -> ModelCard:
-    """The sample frames through the full pipeline (the checkpoint must be saved), then the
-    summary in words."""
+    """The sample frames through the full pipeline (the checkpoint and the card with its
+    settings must be on disk: the pipeline reads them), then the summary in words."""
     thresholds = card.thresholds
     assert thresholds is not None
     if samples_dir is not None and samples_dir.is_dir():
