@@ -41,6 +41,7 @@ _METRIC_LABELS = {
     "fakes": "of which fake",
     "reals": "of which real",
     "threshold": "Threshold used for accuracy",
+    "blur_rank_correlation_reals": "Real faces: rank correlation of the score with blur",
 }
 _TRAINING_LABELS = {
     "recipe": "Recipe",

@@ -108,6 +108,19 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def rank_correlation(first: ArrayLike, second: ArrayLike) -> float | None:
+    """Spearman's rank correlation (ties share their mean rank); None when either side is
+    constant."""
+    a = np.asarray(first, dtype=np.float64).reshape(-1)
+    b = np.asarray(second, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"{len(a)} values against {len(b)}")
+    ranks_a, ranks_b = _average_ranks(a), _average_ranks(b)
+    if ranks_a.std() == 0 or ranks_b.std() == 0:
+        return None
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
 def accuracy_at(scores: ArrayLike, labels: ArrayLike, threshold: float) -> float:
     score_array, label_array = _arrays(scores, labels)
     if not len(score_array):

@@ -76,6 +76,18 @@ def test_few_images_cannot_tell_a_middling_auc_from_chance_many_can() -> None:
     assert 0.5 < many[0] < many[1] < 0.8
 
 
+def test_rank_correlation_follows_order_not_size_and_shares_ties() -> None:
+    assert evaluation.rank_correlation([1, 2, 3, 4], [10, 200, 3000, 40000]) == pytest.approx(1)
+    assert evaluation.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1)
+    # Ranks 1, 2.5, 2.5, 4 against 1, 2, 3, 4: covariance 1.125, variances 1.125 and 1.25.
+    assert evaluation.rank_correlation([1, 5, 5, 9], [1, 2, 3, 4]) == pytest.approx(
+        1.125 / math.sqrt(1.125 * 1.25)
+    )
+    assert evaluation.rank_correlation([3, 3, 3], [1, 2, 3]) is None
+    with pytest.raises(ValueError, match="3 values against 2"):
+        evaluation.rank_correlation([1, 2, 3], [1, 2])
+
+
 def test_accuracy_counts_threshold_itself_as_fake() -> None:
     assert evaluation.accuracy_at([0.1, 0.5, 0.49, 0.9], [0, 1, 1, 1], 0.5) == pytest.approx(0.75)
 

@@ -39,8 +39,10 @@ from workbench.training.data import (
     split_photos,
 )
 from workbench.training.report import (
+    BLUR_CORRELATION,
     FinishConfig,
     MeasureConfig,
+    blur_notice,
     finish,
     limitations,
     mirror_pays_off,
@@ -350,6 +352,8 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
         "sample_frames",
     }
     assert card.evaluations["gan_faces"].in_domain is False
+    blur = card.evaluations["dfdc_validation"].metrics["blur_rank_correlation_reals"]
+    assert blur is None or -1 <= blur <= 1
     frames = card.evaluations["sample_frames"]
     # Frames without a good face (real_frame_2 has none, real_frame_0 a tiny one) are left
     # out and counted in the note.
@@ -554,6 +558,15 @@ def test_mirror_averaging_must_gain_enough_to_pay_for_twice_the_work(
     alone: float, mirrored: float, chosen: bool
 ) -> None:
     assert mirror_pays_off(alone=alone, mirrored=mirrored) is chosen
+
+
+@pytest.mark.parametrize(("correlation", "warned"), [(0.59, True), (0.3, True), (0.1, False)])
+def test_moderators_are_warned_when_scores_follow_blur(correlation: float, warned: bool) -> None:
+    notice = blur_notice({BLUR_CORRELATION: correlation})
+    assert (notice is not None) == warned
+    if notice:
+        assert f"rank correlation {correlation:.2f}" in notice and "blurrier" in notice
+    assert blur_notice({}) is None  # a card measured before blur was
 
 
 def test_a_model_is_either_remeasured_or_refitted(tmp_path: Path) -> None:

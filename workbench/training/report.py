@@ -33,6 +33,7 @@ from detection.ml.classifier import (
     save_checkpoint,
 )
 from detection.ml.config import PipelineConfig
+from detection.ml.quality import laplacian_variance
 from workbench import evaluation
 from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
 from workbench.training.crops import FaceCache, prepare_faces
@@ -51,6 +52,10 @@ TRAINING_EVALUATIONS = (DFDC_VALIDATION, UTKFACE_PHOTOS, GAN_FACES)
 _RECIPES_WITH_PHOTOS = ("mix", "sbi")
 _DFDC = "DFDC (DeepFake Detection Challenge; Meta, AWS, Partnership on AI)"
 _SCORING_BATCH = 128
+# Among real faces, how closely a model's scores follow blur (Spearman, against the negative
+# Laplacian variance the quality check uses): above BLUR_NOTICE the summary warns moderators.
+BLUR_CORRELATION = "blur_rank_correlation_reals"
+BLUR_NOTICE = 0.3
 # The least DFDC validation AUC that mirror averaging must add (see mirror_pays_off).
 MIRROR_MIN_GAIN = 0.01
 # How `finish` and `refit` describe the DFDC validation faces' part in the settings.
@@ -366,12 +371,18 @@ def _held_out_evaluations(
     validation_labels = data.labels(validation)
     validation_p = calibrated(validation_logits, calibration)
     photos_test_p = calibrated(score(data.cache, data.photos.test), calibration)
+    reals = validation_labels == 0
+    blur = [-laplacian_variance(crop) for crop in data.cache.service_crops(validation).numpy()]
+    blur_correlation = evaluation.rank_correlation(validation_p[reals], np.array(blur)[reals])
     evaluations = {
         DFDC_VALIDATION: Evaluation(
             title="DFDC validation faces",
-            metrics=evaluation.metrics(
-                validation_p, validation_labels, threshold=thresholds.flag
-            ).as_dict(),
+            metrics={
+                **evaluation.metrics(
+                    validation_p, validation_labels, threshold=thresholds.flag
+                ).as_dict(),
+                BLUR_CORRELATION: None if blur_correlation is None else round(blur_correlation, 6),
+            },
             note=(
                 f"{len(validation)} faces of the DFDC videos held out by group (15 %, seed 0), "
                 f"through the service's scorer with the shipped fp16 weights; {fitted}"
@@ -589,6 +600,9 @@ def _with_summary(card: ModelCard) -> ModelCard:
         f"are, and {_percent(validation['tpr_at_1_fpr'])} when 1 % are "
         f"(AUC {validation['auc']:.2f})."
     )
+    notice = blur_notice(validation)
+    if notice:
+        sentences.append(notice)
     photos = card.evaluations[UTKFACE_PHOTOS].metrics
     sentences.append(
         f"On ordinary photos of real people ({photos['count']} held-out photos), it wrongly says "
@@ -615,6 +629,19 @@ def _with_summary(card: ModelCard) -> ModelCard:
         "saw nothing, not that the photo is authentic."
     )
     return dataclasses.replace(card, summary=sentences)
+
+
+def blur_notice(validation: dict[str, Any]) -> str | None:
+    """A warning when the model takes blur for manipulation: its scores of real faces rise as
+    the faces get blurrier (measured on the DFDC validation reals)."""
+    correlation = validation.get(BLUR_CORRELATION)
+    if correlation is None or correlation < BLUR_NOTICE:
+        return None
+    return (
+        "It takes blur for a sign of manipulation: the blurrier a real face, the higher its "
+        f"score (rank correlation {correlation:.2f} on real DFDC faces): soft, small or "
+        "low-resolution photos of real people score higher than sharp ones."
+    )
 
 
 def _frames_auc_in_words(metrics: dict[str, Any]) -> str:
