@@ -95,16 +95,13 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         cache_root=config.workdir.parent / "cache",
         progress=False,
     )
-    serving = _fit_serving(shipped, input_size=run["input_size"], data=data, log=log)
-    evaluations, curves = _held_out_evaluations(
-        serving.score,
-        data,
-        validation_logits=serving.validation_logits,
-        calibration=serving.calibration,
-        thresholds=serving.thresholds,
+    serving, evaluations, curves = _fit_and_measure(
+        shipped,
+        input_size=run["input_size"],
+        data=data,
         gan_dir=config.gan_dir,
         cache_root=config.workdir.parent / "cache",
-        fitted=_FITTED_HERE,
+        log=log,
     )
 
     card = ModelCard(
@@ -209,16 +206,13 @@ def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = p
     data = load_training_data(
         config.dfdc_dir, config.utkface_dir, cache_root=config.cache_root, progress=False
     )
-    serving = _fit_serving(loaded.state_dict, input_size=card.input_size, data=data, log=log)
-    evaluations, curves = _held_out_evaluations(
-        serving.score,
-        data,
-        validation_logits=serving.validation_logits,
-        calibration=serving.calibration,
-        thresholds=serving.thresholds,
+    serving, evaluations, curves = _fit_and_measure(
+        loaded.state_dict,
+        input_size=card.input_size,
+        data=data,
         gan_dir=config.gan_dir,
         cache_root=config.cache_root,
-        fitted=_FITTED_HERE,
+        log=log,
     )
     before = card
     card = dataclasses.replace(
@@ -278,6 +272,31 @@ class _Serving:
     thresholds: Thresholds
     score: Callable[[FaceCache, list[int]], np.ndarray]
     validation_logits: np.ndarray
+
+
+def _fit_and_measure(
+    weights: dict[str, torch.Tensor],
+    *,
+    input_size: int,
+    data: TrainingData,
+    gan_dir: Path | None,
+    cache_root: Path,
+    log: Callable[[str], None],
+) -> tuple[_Serving, dict[str, Evaluation], Curves]:
+    """What `finish` and `refit` share: the serving settings fitted, then the held-out sets
+    measured with them."""
+    serving = _fit_serving(weights, input_size=input_size, data=data, log=log)
+    evaluations, curves = _held_out_evaluations(
+        serving.score,
+        data,
+        validation_logits=serving.validation_logits,
+        calibration=serving.calibration,
+        thresholds=serving.thresholds,
+        gan_dir=gan_dir,
+        cache_root=cache_root,
+        fitted=_FITTED_HERE,
+    )
+    return serving, evaluations, curves
 
 
 def _fit_serving(
@@ -372,8 +391,9 @@ def _held_out_evaluations(
     validation_p = calibrated(validation_logits, calibration)
     photos_test_p = calibrated(score(data.cache, data.photos.test), calibration)
     reals = validation_labels == 0
-    blur = [-laplacian_variance(crop) for crop in data.cache.service_crops(validation).numpy()]
-    blur_correlation = evaluation.rank_correlation(validation_p[reals], np.array(blur)[reals])
+    real_crops = data.cache.service_crops(np.asarray(validation)[reals]).numpy()
+    blur = [-laplacian_variance(crop) for crop in real_crops]
+    blur_correlation = evaluation.rank_correlation(validation_p[reals], blur)
     evaluations = {
         DFDC_VALIDATION: Evaluation(
             title="DFDC validation faces",
