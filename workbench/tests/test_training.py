@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -49,7 +50,14 @@ from workbench.training.report import (
     refit,
     remeasure,
 )
-from workbench.training.run import RunConfig, Schedule, compute_dtype, train
+from workbench.training.run import (
+    DevelopmentSets,
+    RunConfig,
+    Schedule,
+    compute_dtype,
+    development_checks,
+    train,
+)
 
 
 def run_config(face_sets: Path, workdir: Path, **overrides: object) -> RunConfig:
@@ -328,6 +336,55 @@ def finished_model(
         log=lambda _: None,
     )
     return output, card
+
+
+class _Blurriness(torch.nn.Module):
+    """Scores a face by its blur alone (`sign` 1) or its sharpness (-1): the variance of its
+    gray Laplacian, as the service measures sharpness, in float32 (bf16 would reorder)."""
+
+    def __init__(self, sign: int) -> None:
+        super().__init__()
+        self.sign = sign
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(batch.device.type, enabled=False):
+            x = batch.float()
+            gray = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+            laplacian = (
+                gray[:, :-2, 1:-1]
+                + gray[:, 2:, 1:-1]
+                + gray[:, 1:-1, :-2]
+                + gray[:, 1:-1, 2:]
+                - 4 * gray[:, 1:-1, 1:-1]
+            )
+            return -self.sign * laplacian.flatten(1).var(dim=1)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_each_epoch_measures_how_closely_real_faces_scores_follow_blur(
+    calibration_crops: torch.Tensor, sign: int
+) -> None:
+    faces = calibration_crops[:3].numpy().transpose(0, 2, 3, 1)
+    # Each face sharp and blurred twice over: real faces of known, different sharpness; the
+    # fakes (the same faces mirrored) must not count.
+    reals = [
+        cv2.GaussianBlur(face, (0, 0), sigma) if sigma else face
+        for face in faces
+        for sigma in (0, 1, 2.5)
+    ]
+    fakes = [face[:, ::-1] for face in reals]
+    crops = torch.from_numpy(np.stack(reals + fakes).transpose(0, 3, 1, 2).copy())
+    sets = DevelopmentSets(
+        dfdc_crops=crops,
+        dfdc_labels=np.r_[np.zeros(len(reals)), np.ones(len(fakes))],
+        blend_crops=crops,
+        blend_labels=np.r_[np.zeros(len(reals)), np.ones(len(fakes))],
+        frames=None,
+    )
+
+    checks = development_checks(_Blurriness(sign), sets, input_size=160, device=torch.device("cpu"))
+
+    assert checks["dfdc_blur_rank_correlation_reals"] == pytest.approx(sign)
 
 
 def test_finished_run_is_a_calibrated_fp16_model_with_its_card(

@@ -34,8 +34,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from detection.ml.classifier import load_checkpoint, model_input, new_classifier, save_checkpoint
+from detection.ml.quality import laplacian_variance
 from detection.ml.storage import write_atomically
-from workbench.evaluation import roc_auc
+from workbench.evaluation import rank_correlation, roc_auc
 from workbench.training.augment import jittered_crop, middle_crop, photo_damage
 from workbench.training.blending import self_blend
 from workbench.training.crops import FaceCache, FrameFaces, frame_faces, prepare_faces
@@ -274,6 +275,12 @@ class DevelopmentSets:
     blend_labels: np.ndarray
     frames: FrameFaces | None  # the sample frames: reported, never used to choose anything
 
+    @functools.cached_property
+    def dfdc_real_blur(self) -> np.ndarray:
+        """Minus the sharpness of each real DFDC face: do the scores of real faces follow blur?"""
+        reals = self.dfdc_crops[self.dfdc_labels == 0].numpy()
+        return np.array([-laplacian_variance(crop) for crop in reals])
+
 
 def development_sets(
     data: TrainingData, samples_dir: Path | None, cache_root: Path
@@ -354,6 +361,10 @@ def development_checks(
             F.binary_cross_entropy_with_logits(
                 torch.from_numpy(dfdc), torch.from_numpy(sets.dfdc_labels.astype(np.float64))
             )
+        ),
+        # The card's blur measurement, on the same faces, but of the logits (same ranks).
+        "dfdc_blur_rank_correlation_reals": rank_correlation(
+            dfdc[sets.dfdc_labels == 0], sets.dfdc_real_blur
         ),
         "photo_blend_auc": roc_auc(blends, sets.blend_labels),
         "sample_frames_auc": None,
