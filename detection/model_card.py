@@ -123,6 +123,19 @@ def _card_context(checkpoint: Path) -> dict[str, Any]:
                 "note": evaluation.note,
                 "in_domain": evaluation.in_domain,
                 "rows": _labelled(evaluation.metrics, _METRIC_LABELS),
+                "groups": [
+                    {
+                        "attribute": group.attribute.capitalize(),
+                        "group": group.group,
+                        "count": group.count,
+                        "fake": _count_and_share(group.judged_fake, group.fake_share),
+                        "uncertain": _count_and_share(
+                            group.judged_uncertain, group.uncertain_share
+                        ),
+                        "mean_probability": _shown(group.mean_probability),
+                    }
+                    for group in evaluation.by_group
+                ],
             }
             for evaluation in card.evaluations.values()
         ],
@@ -143,6 +156,10 @@ def _labelled(values: dict[str, Any], labels: dict[str, str]) -> list[tuple[str,
         for key in known + others
         if isinstance(values[key], str | int | float | bool) or values[key] is None
     ]
+
+
+def _count_and_share(count: int, share: float) -> str:
+    return f"{count} ({100 * share:.1f} %)"
 
 
 def _shown(value: Any) -> str:

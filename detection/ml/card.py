@@ -65,6 +65,30 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class GroupVerdicts:
+    """How the model judged one group of a set of real photos, e.g. people aged 65 and over.
+
+    Thresholds hold their false-positive budget over a whole set; this shows whether they hold
+    it for everyone in it, or flag some people's photos more often than others'.
+    """
+
+    attribute: str  # what the groups are formed by: "age", "gender", "ethnicity"
+    group: str  # e.g. "65 and over"
+    count: int
+    judged_fake: int  # photos at or above the `fake` threshold
+    judged_uncertain: int  # photos at or above the `uncertain` threshold ("uncertain" or worse)
+    mean_probability: float  # mean calibrated P(fake)
+
+    @property
+    def fake_share(self) -> float:
+        return self.judged_fake / self.count
+
+    @property
+    def uncertain_share(self) -> float:
+        return self.judged_uncertain / self.count
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """One named measurement of the model, e.g. on a validation split or a test set."""
 
@@ -74,6 +98,8 @@ class Evaluation:
     # False when the set differs in kind from the training data: its numbers then say how
     # the model does on data it never saw, which the pages warn about.
     in_domain: bool = True
+    # The same measurement broken down by who the faces show (sets of real photos only).
+    by_group: list[GroupVerdicts] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -285,7 +311,41 @@ def _evaluations(value: object, where: str) -> dict[str, Evaluation]:
             metrics=entry["metrics"],
             note=str(entry.get("note") or ""),
             in_domain=bool(entry.get("in_domain", True)),
+            by_group=_group_verdicts(entry.get("by_group"), f"{where}: evaluation {key!r}"),
         )
+    return found
+
+
+def _group_verdicts(value: object, where: str) -> list[GroupVerdicts]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CardError(f"{where}: by_group must be a list")
+    found = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise CardError(f"{where}: each of by_group must be an object")
+        attribute, group = entry.get("attribute"), entry.get("group")
+        count, fake, uncertain = (
+            entry.get(k) for k in ("count", "judged_fake", "judged_uncertain")
+        )
+        mean = entry.get("mean_probability")
+        if not (isinstance(attribute, str) and attribute and isinstance(group, str) and group):
+            raise CardError(f"{where}: each group needs an attribute and a name")
+        if not (
+            _is_integer(count)
+            and _is_integer(fake)
+            and _is_integer(uncertain)
+            and 0 <= fake <= uncertain <= count
+            and count > 0
+        ):
+            raise CardError(
+                f"{where}: group {group!r} needs 0 <= judged_fake <= judged_uncertain <= count "
+                "and count > 0"
+            )
+        if not (_is_number(mean) and 0 <= mean <= 1):
+            raise CardError(f"{where}: group {group!r}: mean_probability must be in [0, 1]")
+        found.append(GroupVerdicts(attribute, group, count, fake, uncertain, float(mean)))
     return found
 
 
@@ -317,7 +377,7 @@ def _flag(data: dict[str, Any], key: str, where: str) -> bool:
     return value
 
 
-def _is_integer(value: object) -> bool:
+def _is_integer(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

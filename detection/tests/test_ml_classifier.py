@@ -128,6 +128,20 @@ def test_model_card_thresholds_and_calibration_are_used(
     assert scaled.classify(calibration_crops[:2]).probabilities == pytest.approx(expected, abs=1e-6)
 
 
+def _card_with_group(**group: object) -> str:
+    """A card whose photo check has one group, `group` overriding a valid one."""
+    valid = {
+        "attribute": "age",
+        "group": "65 and over",
+        "count": 10,
+        "judged_fake": 1,
+        "judged_uncertain": 2,
+        "mean_probability": 0.3,
+    }
+    evaluation = {"metrics": {}, "by_group": [{**valid, **group}]}
+    return json.dumps({"format": 2, "name": "m", "evaluations": {"photos": evaluation}})
+
+
 @pytest.mark.parametrize(
     ("card", "problem"),
     [
@@ -139,6 +153,14 @@ def test_model_card_thresholds_and_calibration_are_used(
         ('{"name": "m", "trained": "yes"}', "trained must be true or false"),
         ('{"trained": true}', "name must be a non-empty string"),
         ('{"format": 9, "name": "m"}', "format 9 is newer"),
+        (_card_with_group(judged_fake=3, judged_uncertain=2), "judged_fake <= judged_uncertain"),
+        (_card_with_group(count=0, judged_fake=0, judged_uncertain=0), "count > 0"),
+        (_card_with_group(mean_probability=1.5), "mean_probability"),
+        (_card_with_group(group=""), "attribute and a name"),
+        (
+            '{"format": 2, "name": "m", "evaluations": {"p": {"metrics": {}, "by_group": {}}}}',
+            "list",
+        ),
     ],
 )
 def test_invalid_model_card_is_refused(

@@ -142,3 +142,43 @@ def test_absent_plot_is_404(signed_in: Client, trained_checkpoint: Path) -> None
     (trained_checkpoint.parent / "faceproof-test.roc.png").unlink()
     assert signed_in.get(URL, {"plot": "roc"}).status_code == 404
     assert "?plot=roc" not in signed_in.get(URL).content.decode()
+
+
+def test_photo_checks_are_shown_group_by_group(signed_in: Client, trained_checkpoint: Path) -> None:
+    """Moderators see whose real photos the model flags: by age, gender and ethnicity."""
+    card = json.loads(trained_checkpoint.with_suffix(".json").read_text())
+    card["evaluations"] = {
+        "utkface_photos": {
+            "title": "ordinary photos of real people",
+            "metrics": {"count": 250, "flagged_fake": 0.012, "flagged_uncertain": 0.02},
+            "by_group": [
+                {
+                    "attribute": "age",
+                    "group": "65 and over",
+                    "count": 50,
+                    "judged_fake": 2,
+                    "judged_uncertain": 3,
+                    "mean_probability": 0.3125,
+                },
+                {
+                    "attribute": "ethnicity",
+                    "group": "asian",
+                    "count": 200,
+                    "judged_fake": 1,
+                    "judged_uncertain": 2,
+                    "mean_probability": 0.25,
+                },
+            ],
+        }
+    }
+    card.pop("metrics")
+    trained_checkpoint.with_suffix(".json").write_text(json.dumps({**card, "format": 2}))
+
+    page = signed_in.get(URL).content.decode()
+
+    assert "ordinary photos of real people, by group" in page
+    assert (
+        "<td>Age</td><td>65 and over</td><td>50</td><td>2 (4.0 %)</td><td>3 (6.0 %)</td>"
+        "<td>0.3125</td>"
+    ) in page
+    assert "<td>Ethnicity</td><td>asian</td><td>200</td><td>1 (0.5 %)</td>" in page

@@ -45,5 +45,14 @@ def face_sets(tmp_path_factory: pytest.TempPathFactory, calibration_crops: torch
             for index, face in enumerate(faces)
             for tint in ("white", "orange", "navy")
         ],
+        attributes=[
+            {"age": str(age), "gender": gender, "race": race}
+            for age, gender, race in zip(
+                [8, 30, 70, 45] * 3,
+                ["female", "male"] * 6,
+                ["white", "white", "asian"] * 4,
+                strict=True,
+            )
+        ],
     )
     return root

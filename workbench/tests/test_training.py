@@ -20,6 +20,7 @@ from PIL import Image
 from detection.ml.card import (
     Calibration,
     Evaluation,
+    GroupVerdicts,
     ModelCard,
     Thresholds,
     plot_path,
@@ -411,6 +412,17 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     assert card.evaluations["gan_faces"].in_domain is False
     blur = card.evaluations["dfdc_validation"].metrics["blur_rank_correlation_reals"]
     assert blur is None or -1 <= blur <= 1
+    # The photo check, group by group: every test photo in one group of each attribute, and
+    # the groups' verdicts add up to the whole set's.
+    photos = card.evaluations["utkface_photos"]
+    by_attribute: dict[str, list[GroupVerdicts]] = {}
+    for group in photos.by_group:
+        by_attribute.setdefault(group.attribute, []).append(group)
+    assert set(by_attribute) == {"age", "gender", "ethnicity"}
+    for groups in by_attribute.values():
+        assert sum(group.count for group in groups) == photos.metrics["count"]
+        judged = sum(group.judged_fake for group in groups)
+        assert judged / photos.metrics["count"] == pytest.approx(photos.metrics["flagged_fake"])
     frames = card.evaluations["sample_frames"]
     # Frames without a good face (real_frame_2 has none, real_frame_0 a tiny one) are left
     # out and counted in the note.

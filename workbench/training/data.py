@@ -1,7 +1,8 @@
 """Labelled face sets on disk, and how they are split into training and held-out parts.
 
-A face set is a folder with `labels.csv` (columns `file`, `label`, optional `group`) and
-the images under `faces/`: the DFDC crops, UTKFace photos, the GAN check set, and what
+A face set is a folder with `labels.csv` (columns `file`, `label`, optional `group`, and any
+others as the face's attributes, e.g. UTKFace's age, gender and race) and the images under
+`faces/`: the DFDC crops, UTKFace photos, the GAN check set, and what
 `manage.py export_decisions` writes all have that shape. A face's group keeps related faces
 on one side of a split (a DFDC fake shares its group with the real video it was made from);
 without a group column every face is its own group.
@@ -10,8 +11,8 @@ without a group column every face is its own group.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ class LabelledFace:
     label: int  # 0 real, 1 fake
     group: str
     source: str  # the set it came from: dfdc, utkface, ...
+    # The set's other columns, as written there (UTKFace: age, gender, race).
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 def read_face_set(folder: Path, source: str) -> list[LabelledFace]:
@@ -53,6 +56,11 @@ def read_face_set(folder: Path, source: str) -> list[LabelledFace]:
             label=LABELS[row["label"]],
             group=row.get("group") or row["file"],
             source=source,
+            attributes={
+                key: value
+                for key, value in row.items()
+                if key not in ("file", "label", "group") and value
+            },
         )
         for row in rows
     ]

@@ -38,6 +38,7 @@ from workbench import evaluation
 from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
 from workbench.training.crops import FaceCache, prepare_faces
 from workbench.training.data import TrainingError, read_face_set
+from workbench.training.groups import group_notice, verdicts_by_group
 from workbench.training.run import RECIPES, TrainingData, load_training_data
 
 # The evaluations this module writes into the card; `evaluate_detector --record-as` must
@@ -413,7 +414,13 @@ def _held_out_evaluations(
             metrics=_flagged_shares(photos_test_p, thresholds),
             note=(
                 f"{len(photos_test_p)} UTKFace photos never trained on and not used for the "
-                "thresholds (the test part of the held-out photos)"
+                "thresholds (the test part of the held-out photos); groups by the age, gender "
+                "and ethnicity UTKFace annotates"
+            ),
+            by_group=verdicts_by_group(
+                photos_test_p,
+                [data.faces[index].attributes for index in data.photos.test],
+                thresholds,
             ),
         ),
     }
@@ -629,6 +636,9 @@ def _with_summary(card: ModelCard) -> ModelCard:
         f'"Likely manipulated" for {_percent(photos["flagged_fake"])} and "Uncertain" or '
         f"worse for {_percent(photos['flagged_uncertain'])}."
     )
+    groups = group_notice(card.evaluations[UTKFACE_PHOTOS].by_group)
+    if groups:
+        sentences.append(groups)
     if SAMPLE_FRAMES in card.evaluations:
         frames = card.evaluations[SAMPLE_FRAMES].metrics
         sentences.append(
