@@ -86,6 +86,22 @@ def test_its_settings_follow_todays_rules(shipped: LoadedCheckpoint) -> None:
     assert photos["flagged_fake"] <= 0.02 and photos["flagged_uncertain"] <= 0.05
 
 
+def test_its_photo_check_is_broken_down_by_whom_the_photos_show(
+    shipped: LoadedCheckpoint,
+) -> None:
+    """Every held-out photo counts once by age, once by gender and once by ethnicity, and the
+    summary says whether any group's photos are flagged more than chance would."""
+    card = shipped.card
+    assert card is not None
+    photos = card.evaluations["utkface_photos"]
+    for attribute in ("age", "gender", "ethnicity"):
+        groups = [group for group in photos.by_group if group.attribute == attribute]
+        assert sum(group.count for group in groups) == photos.metrics["count"], attribute
+        judged = sum(group.judged_fake for group in groups) / photos.metrics["count"]
+        assert judged == pytest.approx(photos.metrics["flagged_fake"], abs=1e-6)
+    assert any(sentence.startswith("By age, gender and ethnicity") for sentence in card.summary)
+
+
 def test_its_plots_sit_beside_it() -> None:
     for kind in ("roc", "reliability"):
         assert plot_path(SHIPPED, kind).read_bytes().startswith(b"\x89PNG")

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from detection.ml.card import GroupVerdicts, Thresholds
-from workbench.training.groups import group_notice, people, photo_groups, verdicts_by_group
+from workbench.training.groups import (
+    binomial_tail,
+    group_notice,
+    people,
+    photo_groups,
+    verdicts_by_group,
+)
 
 THRESHOLDS = Thresholds(flag=0.8, uncertain=0.6)
 
@@ -64,35 +70,53 @@ def group(
     return GroupVerdicts(attribute, name, count, fake, uncertain, mean_probability=0.3)
 
 
-def test_the_summary_names_the_group_whose_photos_are_flagged_beyond_the_budget() -> None:
+def test_a_group_flagged_beyond_chance_and_budget_is_named() -> None:
     notice = group_notice(
         [
             group("18-39", 400, 2, 8),
-            group("65 and over", 150, 6, 9),
+            group("65 and over", 150, 10, 12),
             group("asian", 200, 0, 3, attribute="ethnicity"),
             group("black", 12, 3, 3, attribute="ethnicity"),  # too few to speak of
-        ]
+        ],
+        photos=1000,
+        judged_fake=12,
+    )
+
+    assert notice is not None
+    assert notice.startswith(
+        'By age, gender and ethnicity, the share of these photos it wrongly calls "Likely '
+        'manipulated" ranges from 0.0 % (Asian people) to 6.7 % (people aged 65 and over, 10 of '
+        "150): photos of people aged 65 and over are flagged more often than the rest (chance "
+        "alone: p = 0.000, over the 3 groups); for them that is above the 2 % the thresholds "
+        'allow; "Uncertain" or worse for 8.0 % of photos of people aged 65 and over (12 of '
+        "150), above the 5 % allowed."
+    )
+
+
+def test_a_few_flagged_photos_in_a_small_group_do_not_stand_out() -> None:
+    """The shipped model's case: 1 of 55 photos of Black people, 9 of 1,467 in all."""
+    notice = group_notice(
+        [group("black", 55, 1, 1, "ethnicity"), group("white", 805, 2, 8, "ethnicity")],
+        photos=1467,
+        judged_fake=9,
     )
 
     assert notice == (
         'By age, gender and ethnicity, the share of these photos it wrongly calls "Likely '
-        'manipulated" ranges from 0.0 % (Asian people) to 4.0 % (people aged 65 and over, 6 of '
-        "150): above the 2 % its thresholds allow, so photos of people aged 65 and over are "
-        'flagged more often than others; "Uncertain" or worse for 6.0 % of photos of people '
-        "aged 65 and over (9 of 150), above the 5 % allowed."
+        'manipulated" ranges from 0.2 % (White people) to 1.8 % (Black people, 1 of 55): with 9 '
+        "photos flagged in all, chance alone spreads them this unevenly, so no group stands out."
     )
 
 
-def test_within_budget_the_summary_gives_the_range_only() -> None:
-    notice = group_notice([group("under 18", 500, 5, 10), group("female", 600, 3, 9, "gender")])
-
-    assert notice is not None and "above" not in notice
-    assert "from 0.5 % (women and girls) to 1.0 % (children under 18, 5 of 500)." in notice
+def test_the_chance_of_so_many_flagged_photos_is_the_binomial_tail() -> None:
+    assert binomial_tail(1, 55, 9 / 1467) == pytest.approx(1 - (1 - 9 / 1467) ** 55)
+    assert binomial_tail(2, 3, 0.5) == pytest.approx(0.5)
+    assert binomial_tail(0, 10, 0.0) == 1.0 and binomial_tail(1, 10, 0.0) == 0.0
 
 
 def test_no_summary_without_a_group_large_enough_to_tell() -> None:
-    assert group_notice([group("65 and over", 29, 5, 5)]) is None
-    assert group_notice([]) is None
+    assert group_notice([group("65 and over", 29, 5, 5)], photos=100, judged_fake=5) is None
+    assert group_notice([], photos=100, judged_fake=0) is None
 
 
 def test_groups_in_words() -> None:

@@ -9,6 +9,7 @@ Model Reporting" (2019), ask of every model card.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -22,6 +23,9 @@ ATTRIBUTES = ("age", "gender", "ethnicity")
 # The smallest group the summary speaks of: in a smaller one a single photo moves its share
 # by more than 3 points. The card's table still lists every group.
 SUMMARY_MIN_COUNT = 30
+# Below this chance (corrected for the number of groups), a group's flagged photos are more
+# than chance would put there.
+STANDS_OUT = 0.05
 _PEOPLE = {
     ("age", "under 18"): "children under 18",
     ("gender", "female"): "women and girls",
@@ -79,9 +83,14 @@ def verdicts_by_group(
     return verdicts
 
 
-def group_notice(groups: Sequence[GroupVerdicts]) -> str | None:
-    """The summary's sentence on whose photos the model wrongly flags, naming any group for
-    which the thresholds break their budget; None when no group is large enough to tell."""
+def group_notice(groups: Sequence[GroupVerdicts], *, photos: int, judged_fake: int) -> str | None:
+    """The summary's sentence on whose photos the model wrongly flags: the range over the
+    groups, whether the most flagged group stands out from chance, and any group for which the
+    thresholds break their budget. None when no group is large enough to tell.
+
+    `photos` and `judged_fake` are the whole set's: the rate every group would share if the
+    model flagged everyone's photos alike.
+    """
     sized = [group for group in groups if group.count >= SUMMARY_MIN_COUNT]
     if not sized:
         return None
@@ -93,11 +102,24 @@ def group_notice(groups: Sequence[GroupVerdicts]) -> str | None:
         f"{_percent(highest.fake_share)} ({people(highest)}, {highest.judged_fake} of "
         f"{highest.count})"
     )
-    if highest.fake_share > FAKE_BUDGET:
+    # How often chance alone would flag this many of the group's photos, had every photo the
+    # whole set's rate; Bonferroni-corrected for picking the highest of `sized` groups.
+    chance = min(
+        1.0,
+        len(sized) * binomial_tail(highest.judged_fake, highest.count, judged_fake / photos),
+    )
+    if chance < STANDS_OUT:
         sentence += (
-            f": above the {_percent(FAKE_BUDGET, 0)} its thresholds allow, so photos of "
-            f"{people(highest)} are flagged more often than others"
+            f": photos of {people(highest)} are flagged more often than the rest (chance "
+            f"alone: p = {chance:.3f}, over the {len(sized)} groups)"
         )
+    else:
+        sentence += (
+            f": with {judged_fake} photos flagged in all, chance alone spreads them this "
+            "unevenly, so no group stands out"
+        )
+    if highest.fake_share > FAKE_BUDGET:
+        sentence += f"; for them that is above the {_percent(FAKE_BUDGET, 0)} the thresholds allow"
     most_uncertain = max(sized, key=lambda group: group.uncertain_share)
     if most_uncertain.uncertain_share > UNCERTAIN_BUDGET:
         sentence += (
@@ -106,6 +128,30 @@ def group_notice(groups: Sequence[GroupVerdicts]) -> str | None:
             f"{most_uncertain.count}), above the {_percent(UNCERTAIN_BUDGET, 0)} allowed"
         )
     return sentence + "."
+
+
+def binomial_tail(hits: int, trials: int, rate: float) -> float:
+    """P(at least `hits` of `trials` at `rate`): the binomial upper tail."""
+    if hits <= 0:
+        return 1.0
+    if rate <= 0:
+        return 0.0
+    if rate >= 1:
+        return 1.0
+    log_rate, log_miss = math.log(rate), math.log1p(-rate)
+    return min(
+        1.0,
+        sum(
+            math.exp(
+                math.lgamma(trials + 1)
+                - math.lgamma(k + 1)
+                - math.lgamma(trials - k + 1)
+                + k * log_rate
+                + (trials - k) * log_miss
+            )
+            for k in range(hits, trials + 1)
+        ),
+    )
 
 
 def people(group: GroupVerdicts) -> str:

@@ -636,7 +636,11 @@ def _with_summary(card: ModelCard) -> ModelCard:
         f'"Likely manipulated" for {_percent(photos["flagged_fake"])} and "Uncertain" or '
         f"worse for {_percent(photos['flagged_uncertain'])}."
     )
-    groups = group_notice(card.evaluations[UTKFACE_PHOTOS].by_group)
+    groups = group_notice(
+        card.evaluations[UTKFACE_PHOTOS].by_group,
+        photos=photos["count"],
+        judged_fake=round(photos["flagged_fake"] * photos["count"]),
+    )
     if groups:
         sentences.append(groups)
     if SAMPLE_FRAMES in card.evaluations:
