@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -32,11 +33,18 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from deepfake_site.api import refuse_empty_parameters
 from detection import selectors
 from detection.forms import SubmissionFilterForm
+from detection.ml.card import GroupVerdicts
 from detection.ml.quality import QualityReason
 from detection.models import Face, Submission, Track
 from detection.upload_gate import FileOutcome, UploadRefused, uploads_accept
+from moderation.evidence import CalibrationSerializer
 from moderation.rules import user_is_reviewer
 from moderation.selectors import near_copies_of, submission_outcome
+
+_CAUTION_HELP = (
+    "Where the model card measures the model as weak on data unlike its training data: a short "
+    "notice to show beside every score."
+)
 
 
 class UploadRefusedError(APIException):
@@ -303,11 +311,7 @@ class SubmissionSerializer(serializers.ModelSerializer[Submission]):
                 "version": serializers.CharField(),
                 "trained": serializers.BooleanField(allow_null=True),
                 "warning": serializers.CharField(allow_null=True),
-                "caution": serializers.CharField(
-                    allow_null=True,
-                    help_text="Where the model card measures the model as weak on data unlike "
-                    "its training data: a short notice to show beside every score.",
-                ),
+                "caution": serializers.CharField(allow_null=True, help_text=_CAUTION_HELP),
                 "flag_threshold": serializers.FloatField(allow_null=True),
                 "uncertain_threshold": serializers.FloatField(allow_null=True),
             },
@@ -676,6 +680,99 @@ class SubmissionRetrieve(generics.RetrieveAPIView[Submission]):
         if submission is None:
             raise Http404
         return submission
+
+
+class GroupVerdictsSerializer(serializers.Serializer[GroupVerdicts]):
+    attribute = serializers.CharField(
+        help_text="What the groups are formed by: age, gender, ethnicity."
+    )
+    group = serializers.CharField(help_text='e.g. "65 and over", as the data set annotates it.')
+    count = serializers.IntegerField()
+    judged_fake = serializers.IntegerField(help_text="Photos at or above the fake threshold.")
+    judged_uncertain = serializers.IntegerField(
+        help_text="Photos at or above the uncertain threshold (uncertain or worse)."
+    )
+    mean_probability = serializers.FloatField(help_text="Mean calibrated P(fake).")
+
+
+class EvaluationSerializer(serializers.Serializer[dict[str, Any]]):
+    """One of the card's evaluations (`Evaluation`), with its key."""
+
+    key = serializers.CharField(help_text="e.g. dfdc_validation, utkface_photos, sample_frames.")
+    title = serializers.CharField()
+    in_domain = serializers.BooleanField(
+        help_text="False where the set differs in kind from the training data."
+    )
+    metrics = serializers.DictField(
+        help_text="auc (with auc_low and auc_high, its 95 % interval), tpr_at_1_fpr, "
+        "tpr_at_5_fpr, ece, brier, count; for real photos flagged_fake and flagged_uncertain."
+    )
+    note = serializers.CharField(help_text="How it was measured.")
+    by_group = GroupVerdictsSerializer(
+        many=True, help_text="The same check by whom the faces show (real photos only)."
+    )
+
+
+class ModelCardSerializer(serializers.Serializer[selectors.RunningModel]):
+    name = serializers.CharField(source="card.name")
+    version = serializers.CharField(
+        allow_null=True, help_text="First digits of the checkpoint's sha256, as on every result."
+    )
+    installed = serializers.BooleanField()
+    trained = serializers.BooleanField(
+        source="card.trained", help_text="False: its scores mean nothing."
+    )
+    card_problem = serializers.CharField(
+        allow_null=True, help_text="Why the model card could not be read, if it could not."
+    )
+    input_size = serializers.IntegerField(source="card.input_size")
+    flag_threshold = serializers.FloatField(help_text="P(fake) at or above this: fake.")
+    uncertain_threshold = serializers.FloatField(help_text="P(fake) at or above this: uncertain.")
+    threshold_selection = serializers.CharField(
+        source="card.thresholds.selection", default="", help_text="How they were chosen."
+    )
+    calibration = CalibrationSerializer(source="card.calibration")
+    mirror_average = serializers.BooleanField(
+        source="card.mirror_average", help_text="Each face is scored with its mirror image."
+    )
+    caution = serializers.CharField(source="card.caution", allow_null=True, help_text=_CAUTION_HELP)
+    summary = serializers.ListField(
+        child=serializers.CharField(),
+        source="card.summary",
+        help_text="What it catches and misses, in words for moderators.",
+    )
+    limitations = serializers.ListField(child=serializers.CharField(), source="card.limitations")
+    training_data = serializers.SerializerMethodField()
+    evaluations = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        inline_serializer(
+            "TrainingData",
+            {"dataset": serializers.CharField(), "licence": serializers.CharField()},
+        )
+    )
+    def get_training_data(self, model: selectors.RunningModel) -> dict[str, str]:
+        data = model.card.training_data
+        return {"dataset": str(data.get("dataset", "")), "licence": str(data.get("licence", ""))}
+
+    @extend_schema_field(EvaluationSerializer(many=True))
+    def get_evaluations(self, model: selectors.RunningModel) -> list[dict[str, Any]]:
+        return [
+            EvaluationSerializer({"key": key, **dataclasses.asdict(evaluation)}).data
+            for key, evaluation in model.card.evaluations.items()
+        ]
+
+
+@extend_schema(
+    summary="Read the running model's card",
+    description="The model that scores every upload: its version, thresholds, calibration, "
+    "what it catches and misses, and every measurement behind them, also by group of people. "
+    "The same facts as the model card page.",
+    responses=ModelCardSerializer,
+)
+@api_view(["GET"])
+def model_card(request: Request) -> Response:
+    return Response(ModelCardSerializer(selectors.running_model()).data)
 
 
 @extend_schema(exclude=True)

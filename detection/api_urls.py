@@ -11,4 +11,5 @@ urlpatterns = [
         api.SubmissionRetrieve.as_view(),
         name="submission-detail",
     ),
+    path("model/", api.model_card, name="model-card"),
 ]

@@ -1,8 +1,8 @@
 """The model card page: what the running classifier catches and misses, how it was measured,
 and what it cannot do.
 
-It reads the card beside the configured checkpoint through `detection.ml.card`, which
-imports no torch: the web process never loads the model.
+It reads the card beside the configured checkpoint (`selectors.running_model`) through
+`detection.ml.card`, which imports no torch: the web process never loads the model.
 """
 
 from __future__ import annotations
@@ -17,14 +17,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from detection.ml.card import (
-    PLOT_KINDS,
-    CardError,
-    ModelCard,
-    checkpoint_version,
-    plot_path,
-    read_card,
-)
+from detection import selectors
+from detection.ml.card import PLOT_KINDS, plot_path
 
 _METRIC_LABELS = {
     "auc": "ROC AUC (0.5 is chance, 1 is perfect)",
@@ -79,7 +73,7 @@ def model_card(request: HttpRequest) -> HttpResponseBase:
         if kind not in PLOT_KINDS:
             raise Http404("No such plot")
         return _png_response(plot_path(checkpoint, kind))
-    context = _card_context(checkpoint)
+    context = _card_context()
     context["plots"] = [
         {"url": f"{reverse('detection:model-card')}?plot={kind}", "kind": kind}
         for kind in PLOT_KINDS
@@ -97,24 +91,21 @@ def _png_response(path: Path) -> FileResponse:
     return response
 
 
-def _card_context(checkpoint: Path) -> dict[str, Any]:
-    installed = checkpoint.is_file()
-    card_problem = None
-    try:
-        card = read_card(checkpoint)
-    except CardError as exc:
-        card, card_problem = None, str(exc)
-    card = card or ModelCard(name=checkpoint.stem, trained=False)
-    data = card.training_data
-    thresholds = card.thresholds
+def _card_context() -> dict[str, Any]:
+    model = selectors.running_model()
+    card = model.card
     return {
-        "installed": installed,
-        "checkpoint_name": checkpoint.name,
-        "card_problem": card_problem,
+        "installed": model.installed,
+        "checkpoint_name": model.checkpoint_name,
+        "card_problem": model.card_problem,
         "card": card,
-        "version": checkpoint_version(checkpoint) if installed else None,
+        "version": model.version,
         "data_facts": _labelled(
-            {key: value for key, value in data.items() if key not in ("dataset", "licence")},
+            {
+                key: value
+                for key, value in card.training_data.items()
+                if key not in ("dataset", "licence")
+            },
             _DATA_LABELS,
         ),
         "evaluations": [
@@ -139,10 +130,8 @@ def _card_context(checkpoint: Path) -> dict[str, Any]:
             }
             for evaluation in card.evaluations.values()
         ],
-        "flag_threshold": thresholds.flag if thresholds else settings.FLAG_THRESHOLD,
-        "uncertain_threshold": (
-            thresholds.uncertain if thresholds else settings.UNCERTAIN_THRESHOLD
-        ),
+        "flag_threshold": model.flag_threshold,
+        "uncertain_threshold": model.uncertain_threshold,
         "training_facts": _labelled(card.training, _TRAINING_LABELS),
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from detection.ml.card import CardError, card_path, read_card
+from detection.ml.card import CardError, ModelCard, card_path, checkpoint_version, read_card
 from detection.models import Submission, Track
 from detection.pdq_db import pdq_distances
 from moderation.models import ImageMatch
@@ -119,6 +120,45 @@ def submission_queue_position(*, submission: Submission) -> int:
         queued_at__lt=submission.queued_at,
         media_type=submission.media_type,
     ).count()
+
+
+@dataclass(frozen=True)
+class RunningModel:
+    """The configured checkpoint and what its model card says, as the page and the API show it."""
+
+    checkpoint_name: str
+    installed: bool
+    version: str | None  # first digits of the checkpoint's sha256; None when not installed
+    # Without a readable card, an untrained one: scores are then shown as meaning nothing.
+    card: ModelCard
+    card_problem: str | None  # why the card beside the checkpoint could not be read
+
+    @property
+    def flag_threshold(self) -> float:
+        """The card's threshold; the site's setting only where the card sets none."""
+        return self.card.thresholds.flag if self.card.thresholds else settings.FLAG_THRESHOLD
+
+    @property
+    def uncertain_threshold(self) -> float:
+        thresholds = self.card.thresholds
+        return thresholds.uncertain if thresholds else settings.UNCERTAIN_THRESHOLD
+
+
+def running_model() -> RunningModel:
+    checkpoint = Path(settings.DEEPFAKE_CHECKPOINT)
+    installed = checkpoint.is_file()
+    card_problem = None
+    try:
+        card = read_card(checkpoint)
+    except CardError as exc:
+        card, card_problem = None, str(exc)
+    return RunningModel(
+        checkpoint_name=checkpoint.name,
+        installed=installed,
+        version=checkpoint_version(checkpoint) if installed else None,
+        card=card or ModelCard(name=checkpoint.stem, trained=False),
+        card_problem=card_problem,
+    )
 
 
 def model_caution() -> str | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from typing import Any
 from unittest import mock
 
@@ -164,3 +166,93 @@ def test_create_api_token_command_prints_a_working_key(capsys: pytest.CaptureFix
         Client(HTTP_AUTHORIZATION=f"Token {key}").get(reverse("api:submission-list")).status_code
         == 200
     )
+
+
+@pytest.fixture
+def running_model(tmp_path: Any, settings: Any) -> Any:
+    """A checkpoint with a measured card, photo checks by group included."""
+    checkpoint = tmp_path / "faceproof-test.pth"
+    checkpoint.write_bytes(b"weights")
+    card = {
+        "format": 2,
+        "name": "faceproof-test",
+        "trained": True,
+        "input_size": 160,
+        "thresholds": {"flag": 0.74, "uncertain": 0.67, "selection": "2 % / 5 % of real photos"},
+        "calibration": {"temperature": 0.8, "bias": 0.05, "method": "Platt scaling"},
+        "training_data": {"dataset": "DFDC crops", "licence": "research only", "crops": 9},
+        "summary": ["It catches 22 % of DFDC fakes at 5 % FPR."],
+        "limitations": ["It has seen one source of face swaps."],
+        "evaluations": {
+            "utkface_photos": {
+                "title": "ordinary photos",
+                "metrics": {"count": 50, "flagged_fake": 0.02, "flagged_uncertain": 0.04},
+                "by_group": [
+                    {
+                        "attribute": "age",
+                        "group": "65 and over",
+                        "count": 50,
+                        "judged_fake": 1,
+                        "judged_uncertain": 2,
+                        "mean_probability": 0.4,
+                    }
+                ],
+            },
+            "sample_frames": {
+                "title": "FaceForensics++ frames",
+                "in_domain": False,
+                "metrics": {"auc": 0.55, "count": 33},
+            },
+        },
+    }
+    checkpoint.with_suffix(".json").write_text(json.dumps(card))
+    settings.DEEPFAKE_CHECKPOINT = str(checkpoint)
+    return checkpoint
+
+
+def test_the_running_models_card_is_readable_by_integrations(
+    api: Client, running_model: Any
+) -> None:
+    body = api.get(reverse("api:model-card")).json()
+
+    assert body["name"] == "faceproof-test" and body["trained"] and body["installed"]
+    assert body["version"] == hashlib.sha256(b"weights").hexdigest()[:12]
+    assert (body["flag_threshold"], body["uncertain_threshold"]) == (0.74, 0.67)
+    assert body["threshold_selection"] == "2 % / 5 % of real photos"
+    assert body["calibration"] == {"temperature": 0.8, "bias": 0.05, "method": "Platt scaling"}
+    assert body["training_data"] == {"dataset": "DFDC crops", "licence": "research only"}
+    assert body["summary"] == ["It catches 22 % of DFDC fakes at 5 % FPR."]
+    assert "AUC 0.55 on FaceForensics++ frames" in body["caution"]
+    photos, frames = body["evaluations"]
+    assert photos["key"] == "utkface_photos" and photos["in_domain"] is True
+    assert photos["metrics"]["flagged_fake"] == 0.02
+    assert photos["by_group"] == [
+        {
+            "attribute": "age",
+            "group": "65 and over",
+            "count": 50,
+            "judged_fake": 1,
+            "judged_uncertain": 2,
+            "mean_probability": 0.4,
+        }
+    ]
+    assert frames["in_domain"] is False and frames["by_group"] == []
+
+
+def test_a_missing_or_unreadable_card_is_said_plainly(
+    api: Client, running_model: Any, settings: Any
+) -> None:
+    running_model.with_suffix(".json").write_text("{not json")
+    body = api.get(reverse("api:model-card")).json()
+    assert body["trained"] is False and "not readable JSON" in body["card_problem"]
+    # Without a card the site's thresholds decide; the page and the API say the same.
+    assert body["flag_threshold"] == settings.FLAG_THRESHOLD
+
+    settings.DEEPFAKE_CHECKPOINT = str(running_model.with_name("absent.pth"))
+    body = api.get(reverse("api:model-card")).json()
+    assert body["installed"] is False and body["version"] is None and body["name"] == "absent"
+
+
+def test_the_model_card_needs_a_token() -> None:
+    response = Client().get(reverse("api:model-card"))
+    assert response.status_code == 401
