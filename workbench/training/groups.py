@@ -23,7 +23,7 @@ ATTRIBUTES = ("age", "gender", "ethnicity")
 # The smallest group the summary speaks of: in a smaller one a single photo moves its share
 # by more than 3 points. The card's table still lists every group.
 SUMMARY_MIN_COUNT = 30
-# Below this chance (corrected for the number of groups), a group's flagged photos are more
+# Below this p-value (corrected for the number of groups), a group's flagged photos are more
 # than chance would put there.
 STANDS_OUT = 0.05
 _PEOPLE = {
@@ -88,8 +88,7 @@ def group_notice(groups: Sequence[GroupVerdicts], *, photos: int, judged_fake: i
     groups, whether the most flagged group stands out from chance, and any group for which the
     thresholds break their budget. None when no group is large enough to tell.
 
-    `photos` and `judged_fake` are the whole set's: the rate every group would share if the
-    model flagged everyone's photos alike.
+    `photos` and `judged_fake` are the whole set's, which the groups are compared against.
     """
     sized = [group for group in groups if group.count >= SUMMARY_MIN_COUNT]
     if not sized:
@@ -102,24 +101,29 @@ def group_notice(groups: Sequence[GroupVerdicts], *, photos: int, judged_fake: i
         f"{_percent(highest.fake_share)} ({people(highest)}, {highest.judged_fake} of "
         f"{highest.count})"
     )
-    # How often chance alone would flag this many of the group's photos, had every photo the
-    # whole set's rate; Bonferroni-corrected for picking the highest of `sized` groups.
+    # Could chance alone have put so many of the flagged photos into this group? One-sided
+    # Fisher exact test (the group against everyone else), Bonferroni-corrected for having
+    # picked the highest of `sized` groups.
     chance = min(
         1.0,
-        len(sized) * binomial_tail(highest.judged_fake, highest.count, judged_fake / photos),
+        len(sized) * hypergeometric_tail(highest.judged_fake, highest.count, judged_fake, photos),
     )
+    shown = "p < 0.001" if chance < 0.001 else f"p = {chance:.3f}"
     if chance < STANDS_OUT:
         sentence += (
-            f": photos of {people(highest)} are flagged more often than the rest (chance "
-            f"alone: p = {chance:.3f}, over the {len(sized)} groups)"
+            f": photos of {people(highest)} are flagged more often than other people's ({shown} "
+            f"by Fisher's exact test, corrected for {len(sized)} groups)"
         )
     else:
         sentence += (
-            f": with {judged_fake} photos flagged in all, chance alone spreads them this "
-            "unevenly, so no group stands out"
+            f": with {judged_fake} photos flagged in all, chance alone could spread them this "
+            f"unevenly ({shown}), so no group stands out"
         )
     if highest.fake_share > FAKE_BUDGET:
-        sentence += f"; for them that is above the {_percent(FAKE_BUDGET, 0)} the thresholds allow"
+        sentence += (
+            f"; for {people(highest)} the share is above the {_percent(FAKE_BUDGET, 0)} the "
+            "thresholds allow"
+        )
     most_uncertain = max(sized, key=lambda group: group.uncertain_share)
     if most_uncertain.uncertain_share > UNCERTAIN_BUDGET:
         sentence += (
@@ -130,26 +134,26 @@ def group_notice(groups: Sequence[GroupVerdicts], *, photos: int, judged_fake: i
     return sentence + "."
 
 
-def binomial_tail(hits: int, trials: int, rate: float) -> float:
-    """P(at least `hits` of `trials` at `rate`): the binomial upper tail."""
-    if hits <= 0:
+def hypergeometric_tail(hits: int, draws: int, successes: int, population: int) -> float:
+    """P(at least `hits` flagged among `draws` photos picked at random from `population`
+    photos of which `successes` are flagged): the one-sided Fisher exact test's p-value."""
+    if not (0 <= draws <= population and 0 <= successes <= population):
+        raise ValueError("draws and successes must lie between 0 and the population")
+
+    def log_choose(n: int, k: int) -> float:
+        return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+    # The fewest flagged photos the draws can hold: below that every outcome counts.
+    if hits <= max(0, draws - (population - successes)):
         return 1.0
-    if rate <= 0:
-        return 0.0
-    if rate >= 1:
-        return 1.0
-    log_rate, log_miss = math.log(rate), math.log1p(-rate)
+    total = log_choose(population, draws)
     return min(
         1.0,
         sum(
             math.exp(
-                math.lgamma(trials + 1)
-                - math.lgamma(k + 1)
-                - math.lgamma(trials - k + 1)
-                + k * log_rate
-                + (trials - k) * log_miss
+                log_choose(successes, k) + log_choose(population - successes, draws - k) - total
             )
-            for k in range(hits, trials + 1)
+            for k in range(hits, min(draws, successes) + 1)
         ),
     )
 
