@@ -323,6 +323,10 @@ SPECTACULAR_SETTINGS = {
     "TAGS": [
         {"name": "Submissions", "description": "Upload photos and videos and read their analysis."},
         {
+            "name": "Model",
+            "description": "The running model's card: what its scores mean, how it was measured.",
+        },
+        {
             "name": "Moderation",
             "description": "The review queue, decisions and evidence (moderators and staff).",
         },

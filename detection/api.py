@@ -769,6 +769,7 @@ class ModelCardSerializer(serializers.Serializer[selectors.RunningModel]):
     "what it catches and misses, and every measurement behind them, also by group of people. "
     "The same facts as the model card page.",
     responses=ModelCardSerializer,
+    tags=["Model"],
 )
 @api_view(["GET"])
 def model_card(request: Request) -> Response:
