@@ -168,6 +168,17 @@ def test_create_api_token_command_prints_a_working_key(capsys: pytest.CaptureFix
     )
 
 
+# How the card's photo check judged one group: the API returns it as the card has it.
+_OLDER_PEOPLE = {
+    "attribute": "age",
+    "group": "65 and over",
+    "count": 50,
+    "judged_fake": 1,
+    "judged_uncertain": 2,
+    "mean_probability": 0.4,
+}
+
+
 @pytest.fixture
 def running_model(tmp_path: Any, settings: Any) -> Any:
     """A checkpoint with a measured card, photo checks by group included."""
@@ -187,16 +198,7 @@ def running_model(tmp_path: Any, settings: Any) -> Any:
             "utkface_photos": {
                 "title": "ordinary photos",
                 "metrics": {"count": 50, "flagged_fake": 0.02, "flagged_uncertain": 0.04},
-                "by_group": [
-                    {
-                        "attribute": "age",
-                        "group": "65 and over",
-                        "count": 50,
-                        "judged_fake": 1,
-                        "judged_uncertain": 2,
-                        "mean_probability": 0.4,
-                    }
-                ],
+                "by_group": [_OLDER_PEOPLE],
             },
             "sample_frames": {
                 "title": "FaceForensics++ frames",
@@ -226,16 +228,7 @@ def test_the_running_models_card_is_readable_by_integrations(
     photos, frames = body["evaluations"]
     assert photos["key"] == "utkface_photos" and photos["in_domain"] is True
     assert photos["metrics"]["flagged_fake"] == 0.02
-    assert photos["by_group"] == [
-        {
-            "attribute": "age",
-            "group": "65 and over",
-            "count": 50,
-            "judged_fake": 1,
-            "judged_uncertain": 2,
-            "mean_probability": 0.4,
-        }
-    ]
+    assert photos["by_group"] == [_OLDER_PEOPLE]
     assert frames["in_domain"] is False and frames["by_group"] == []
 
 

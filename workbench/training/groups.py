@@ -9,10 +9,10 @@ Model Reporting" (2019), ask of every model card.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy.stats import hypergeom
 
 from detection.ml.card import GroupVerdicts, Thresholds
 from workbench.training.calibration import FAKE_BUDGET, UNCERTAIN_BUDGET
@@ -67,9 +67,10 @@ def verdicts_by_group(
         rank = age_order.index(group) if attribute == "age" else 0
         return ATTRIBUTES.index(attribute), rank, group
 
+    probabilities = np.asarray(probabilities)
     verdicts = []
     for attribute, group in sorted(members, key=order):
-        scores = np.asarray(probabilities)[members[attribute, group]]
+        scores = probabilities[members[attribute, group]]
         verdicts.append(
             GroupVerdicts(
                 attribute=attribute,
@@ -139,23 +140,7 @@ def hypergeometric_tail(hits: int, draws: int, successes: int, population: int) 
     photos of which `successes` are flagged): the one-sided Fisher exact test's p-value."""
     if not (0 <= draws <= population and 0 <= successes <= population):
         raise ValueError("draws and successes must lie between 0 and the population")
-
-    def log_choose(n: int, k: int) -> float:
-        return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-
-    # The fewest flagged photos the draws can hold: below that every outcome counts.
-    if hits <= max(0, draws - (population - successes)):
-        return 1.0
-    total = log_choose(population, draws)
-    return min(
-        1.0,
-        sum(
-            math.exp(
-                log_choose(successes, k) + log_choose(population - successes, draws - k) - total
-            )
-            for k in range(hits, min(draws, successes) + 1)
-        ),
-    )
+    return float(hypergeom.sf(hits - 1, population, successes, draws))
 
 
 def people(group: GroupVerdicts) -> str:

@@ -33,13 +33,12 @@ from detection.ml.classifier import (
     save_checkpoint,
 )
 from detection.ml.config import PipelineConfig
-from detection.ml.quality import laplacian_variance
 from workbench import evaluation
 from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
 from workbench.training.crops import FaceCache, prepare_faces
 from workbench.training.data import TrainingError, read_face_set
 from workbench.training.groups import group_notice, verdicts_by_group
-from workbench.training.run import RECIPES, TrainingData, load_training_data
+from workbench.training.run import RECIPES, TrainingData, blurriness, load_training_data
 
 # The evaluations this module writes into the card; `evaluate_detector --record-as` must
 # not overwrite them, as the thresholds were chosen on the same faces.
@@ -392,8 +391,7 @@ def _held_out_evaluations(
     validation_p = calibrated(validation_logits, calibration)
     photos_test_p = calibrated(score(data.cache, data.photos.test), calibration)
     reals = validation_labels == 0
-    real_crops = data.cache.service_crops(np.asarray(validation)[reals]).numpy()
-    blur = [-laplacian_variance(crop) for crop in real_crops]
+    blur = blurriness(data.cache.service_crops(np.asarray(validation)[reals]).numpy())
     blur_correlation = evaluation.rank_correlation(validation_p[reals], blur)
     evaluations = {
         DFDC_VALIDATION: Evaluation(

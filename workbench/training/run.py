@@ -277,9 +277,14 @@ class DevelopmentSets:
 
     @functools.cached_property
     def dfdc_real_blur(self) -> np.ndarray:
-        """Minus the sharpness of each real DFDC face: do the scores of real faces follow blur?"""
-        reals = self.dfdc_crops[self.dfdc_labels == 0].numpy()
-        return np.array([-laplacian_variance(crop) for crop in reals])
+        """How blurry each real DFDC face is: do the scores of real faces follow blur?"""
+        return blurriness(self.dfdc_crops[self.dfdc_labels == 0].numpy())
+
+
+def blurriness(crops: np.ndarray) -> np.ndarray:
+    """Minus the sharpness the quality check measures, of each (3, H, W) crop: larger is
+    blurrier, so a positive rank correlation with a score means the score follows blur."""
+    return np.array([-laplacian_variance(crop) for crop in crops])
 
 
 def development_sets(
