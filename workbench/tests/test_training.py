@@ -32,7 +32,13 @@ from workbench.tests.face_sets import tight_faces
 from workbench.training.augment import jittered_crop, middle_crop, photo_damage
 from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
 from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
-from workbench.training.crops import CONTEXT_SIZE, context_crop, preparation_detector
+from workbench.training.crops import (
+    CONTEXT_SIZE,
+    FrameFaces,
+    context_crop,
+    frame_faces,
+    preparation_detector,
+)
 from workbench.training.data import (
     LabelledFace,
     TrainingError,
@@ -57,6 +63,7 @@ from workbench.training.run import (
     Schedule,
     compute_dtype,
     development_checks,
+    image_scores,
     train,
 )
 
@@ -388,6 +395,21 @@ def test_each_epoch_measures_how_closely_real_faces_scores_follow_blur(
     assert checks["dfdc_blur_rank_correlation_reals"] == pytest.approx(sign)
 
 
+def test_an_image_is_scored_by_its_most_suspicious_good_face_as_the_service_does() -> None:
+    frames = FrameFaces(
+        crops=torch.zeros((5, 3, 160, 160), dtype=torch.uint8),
+        image_of_face=np.array([0, 0, 1, 1, 2]),
+        labels=np.array([1, 0, 1]),
+        judged=np.array([True, False, True, True, False]),
+        images_without_face=0,
+    )
+
+    scores, labels = image_scores(np.array([0.2, 5.0, -1.0, 0.4, 3.0]), frames)
+
+    # Image 0's blurry or tiny face does not outscore its good one; image 2 has no good face.
+    assert scores.tolist() == [0.2, 0.4] and labels.tolist() == [1, 0]
+
+
 def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     face_sets: Path, samples_dir: Path, tmp_path: Path
 ) -> None:
@@ -430,6 +452,13 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     assert frames.note.startswith("14 frames") and frames.metrics["count"] + left_out == 14
     assert 2 <= left_out <= 4
     assert 0 <= frames.metrics["fakes_flagged"] <= frames.metrics["fakes"] <= 6
+    # Each epoch's frames check counts the frames the card counts, by the same quality rule.
+    images = sorted(samples_dir.glob("*_frame_*.jpg"))
+    faces = frame_faces(
+        [(path, int(path.name.startswith("fake"))) for path in images], cache_root=tmp_path
+    )
+    _, labels = image_scores(np.zeros(len(faces.crops)), faces)
+    assert (len(labels), int(labels.sum())) == (frames.metrics["count"], frames.metrics["fakes"])
     low, auc, high = (frames.metrics[key] for key in ("auc_low", "auc", "auc_high"))
     assert 0 <= low <= auc <= high <= 1
     sentence = next(sentence for sentence in card.summary if "FaceForensics++" in sentence)

@@ -26,10 +26,12 @@ from tqdm import tqdm
 
 from detection.ml.faces import CROP_SIZE, FaceDetector, crop_faces
 from detection.ml.images import load_rgb_image
+from detection.ml.quality import QualityThresholds, face_quality
 from workbench.training.data import LabelledFace
 
 # Bump when the preparation below changes, so that a stale cache is never reused.
 PREPARATION_VERSION = 2
+_FRAMES_FORMAT = 2  # 2: each frame face's quality verdict
 CONTEXT_SCALE = 1.25
 CONTEXT_SIZE = round(CROP_SIZE * CONTEXT_SCALE)  # 200: the service crop is the middle 160
 CROP_OFFSET = (CONTEXT_SIZE - CROP_SIZE) // 2
@@ -211,6 +213,9 @@ class FrameFaces:
 
     crops: torch.Tensor  # (F, 3, 160, 160) uint8
     image_of_face: np.ndarray  # (F,) index of the image each face came from
+    # (F,) whether the face passes the service's quality check: only those decide an image's
+    # verdict, so only those count towards an image's score here, as on the model card.
+    judged: np.ndarray
     labels: np.ndarray  # (images,) 0 real, 1 fake
     images_without_face: int
 
@@ -220,7 +225,8 @@ def frame_faces(
 ) -> FrameFaces:
     """The service's detection and crops on whole images (e.g. video frames), cached."""
     digest = hashlib.sha256("\n".join(str(path) for path, _ in images).encode()).hexdigest()
-    cache = cache_root / f"frames-v{PREPARATION_VERSION}-{len(images)}-{digest[:12]}.pt"
+    version = f"{PREPARATION_VERSION}.{_FRAMES_FORMAT}"
+    cache = cache_root / f"frames-v{version}-{len(images)}-{digest[:12]}.pt"
     if cache.is_file():
         return FrameFaces(**torch.load(cache, weights_only=False))
     detector = FaceDetector(
@@ -230,14 +236,27 @@ def frame_faces(
         device=torch.device("cpu"),
     )
     crops, owners = [], []
+    judged: list[bool] = []
     for number, (path, _) in enumerate(images):
         picture = load_rgb_image(path)
-        found = crop_faces(picture, [face.box for face in detector.detect(picture)])
+        detected = detector.detect(picture)
+        found = crop_faces(picture, [face.box for face in detected])
         crops.append(found.round().clamp(0, 255).to(torch.uint8))
         owners.extend([number] * len(found))
+        judged.extend(
+            face_quality(
+                box=face.box,
+                landmarks=face.landmarks,
+                crop=crop,
+                detection_probability=face.probability,
+                thresholds=QualityThresholds(),
+            ).ok
+            for face, crop in zip(detected, found.numpy(), strict=True)
+        )
     faces = FrameFaces(
         crops=torch.cat(crops) if crops else torch.empty((0, 3, CROP_SIZE, CROP_SIZE)),
         image_of_face=np.array(owners, dtype=np.int64),
+        judged=np.array(judged, dtype=np.bool_),
         labels=np.array([label for _, label in images], dtype=np.int64),
         images_without_face=len(images) - len(set(owners)),
     )

@@ -349,9 +349,13 @@ def logits_of(
 
 
 def image_scores(face_logits: np.ndarray, frames: FrameFaces) -> tuple[np.ndarray, np.ndarray]:
-    """Per image, its most suspicious face's logit (as the service scores an image)."""
-    scored = np.unique(frames.image_of_face)
-    best = np.array([face_logits[frames.image_of_face == image].max() for image in scored])
+    """Per image, its most suspicious good face's logit, as the service scores an image and
+    the model card counts it: images without a face that passes the quality check are left
+    out."""
+    owners = frames.image_of_face[frames.judged]
+    logits = face_logits[frames.judged]
+    scored = np.unique(owners)
+    best = np.array([logits[owners == image].max() for image in scored])
     return best, frames.labels[scored]
 
 
@@ -374,7 +378,7 @@ def development_checks(
         "photo_blend_auc": roc_auc(blends, sets.blend_labels),
         "sample_frames_auc": None,
     }
-    if sets.frames is not None and len(sets.frames.crops):
+    if sets.frames is not None and sets.frames.judged.any():
         faces = logits_of(model, sets.frames.crops, input_size=input_size, device=device)
         checks["sample_frames_auc"] = roc_auc(*image_scores(faces, sets.frames))
     return checks
