@@ -259,7 +259,12 @@ def test_interrupted_run_resumes_to_exactly_the_uninterrupted_weights(
 
     # What the run exports and evaluates is the average with batch-norm statistics measured
     # on training crops, not the averaged statistics (which do not fit the averaged weights).
-    exported = load_checkpoint(run_config(face_sets, tmp_path / "straight").ema_path).state_dict
+    loaded = load_checkpoint(run_config(face_sets, tmp_path / "straight").ema_path)
+    # Read at the size it was trained at (96 here), not the published model's default, and
+    # never mistaken for a finished model.
+    assert loaded.input_size == 96 and loaded.card is not None and not loaded.card.trained
+    assert "epoch 2 (unfinished)" in loaded.card.name
+    exported = loaded.state_dict
     averaged = straight.ema.module.state_dict()
     means = [key for key in averaged if key.endswith("running_mean")]
     assert means

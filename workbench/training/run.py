@@ -33,6 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from detection.ml.card import ModelCard
 from detection.ml.classifier import load_checkpoint, model_input, new_classifier, save_checkpoint
 from detection.ml.quality import laplacian_variance
 from detection.ml.storage import write_atomically
@@ -536,9 +537,20 @@ class Run:
         return model.eval()
 
     def export(self, model: nn.Module) -> None:
-        """Save the averaged model as the run's loadable checkpoint (`ema.pth`)."""
+        """Save the averaged model as the run's loadable checkpoint (`ema.pth`), with a card
+        that says it is unfinished and, above all, at which size it sees faces: without a card
+        a checkpoint is read at the published model's size and its scores mean nothing."""
         weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        save_checkpoint(self.config.ema_path, weights, None, epoch=self.progress.epoch)
+        card = ModelCard(
+            name=f"{self.config.workdir.name}, epoch {self.progress.epoch} (unfinished)",
+            trained=False,
+            input_size=self.config.input_size,
+            summary=[
+                "The averaged weights of a training run that is not finished: uncalibrated, "
+                "with no thresholds of its own. `train_detector --finish` makes a model of it."
+            ],
+        )
+        save_checkpoint(self.config.ema_path, weights, card, epoch=self.progress.epoch)
 
 
 @functools.cache
