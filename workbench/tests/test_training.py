@@ -406,7 +406,6 @@ def test_an_image_is_scored_by_its_most_suspicious_good_face_as_the_service_does
         image_of_face=np.array([0, 0, 1, 1, 2]),
         labels=np.array([1, 0, 1]),
         judged=np.array([True, False, True, True, False]),
-        images_without_face=0,
     )
 
     scores, labels = image_scores(np.array([0.2, 5.0, -1.0, 0.4, 3.0]), frames)

@@ -217,7 +217,6 @@ class FrameFaces:
     # verdict, so only those count towards an image's score here, as on the model card.
     judged: np.ndarray
     labels: np.ndarray  # (images,) 0 real, 1 fake
-    images_without_face: int
 
 
 def frame_faces(
@@ -258,7 +257,6 @@ def frame_faces(
         image_of_face=np.array(owners, dtype=np.int64),
         judged=np.array(judged, dtype=np.bool_),
         labels=np.array([label for _, label in images], dtype=np.int64),
-        images_without_face=len(images) - len(set(owners)),
     )
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(faces.__dict__, cache)
