@@ -313,6 +313,44 @@ def test_a_resumed_run_given_more_epochs_re_plans_its_schedule(
     assert history["config"]["epochs"] == 2
 
 
+def test_the_command_resumes_a_run_with_the_settings_it_was_started_with(
+    face_sets: Path, tmp_path: Path
+) -> None:
+    where = {
+        "workdir": tmp_path / "run",
+        "dfdc": face_sets / "dfdc",
+        "utkface": face_sets / "utkface",
+        "samples": tmp_path / "no-frames",
+        "threads": 1,
+        "no_progress": True,
+    }
+    started = io.StringIO()
+    call_command(
+        "train_detector",
+        **where,
+        input_size=96,
+        epochs=1,
+        batch_size=8,
+        lr=0.01,
+        stop_after=0,
+        stdout=started,
+    )
+    assert "continue with --resume" in started.getvalue()
+
+    resumed = io.StringIO()
+    call_command("train_detector", **where, resume=True, stdout=resumed)
+
+    assert "resuming at epoch 1, batch 1" in resumed.getvalue()
+    assert "re-planned" not in resumed.getvalue(), "the saved epoch count is kept"
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [record["epoch"] for record in history["epochs"]] == [1]
+    assert history["config"]["input_size"] == 96
+    assert history["config"]["learning_rate"] == 0.01
+    # A setting that is restated must still match the saved one.
+    with pytest.raises(CommandError, match=r"'learning_rate': \(0.01, 0.02\)"):
+        call_command("train_detector", **where, resume=True, lr=0.02, stdout=io.StringIO())
+
+
 def test_a_re_planned_schedule_goes_on_from_where_it_was_and_still_anneals() -> None:
     planned = Schedule.planned(total=1000)
     assert planned.warmup == 50

@@ -121,6 +121,18 @@ class RunConfig:
             "train_from": self.train_from,
         }
 
+    @classmethod
+    def saved_settings(cls, workdir: Path) -> dict[str, Any]:
+        """The settings a run in `workdir` was saved with (its `signature`, by field name), so
+        that `--resume` needs none of them restated; empty when nothing was saved there."""
+        history = workdir / "history.json"
+        if not history.is_file():
+            return {}
+        saved = dict(json.loads(history.read_text())["config"])
+        if saved.get("init") is not None:
+            saved["init"] = Path(saved["init"])
+        return saved
+
     @property
     def state_path(self) -> Path:
         return self.workdir / "state.pt"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -11,18 +12,40 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workbench.shared_data import shared_data_dir
 
+# The options that set up a run (the option's name: RunConfig's field). Left out, they take
+# RunConfig's defaults, or with --resume the saved run's settings.
+RUN_SETTINGS = {
+    "recipe": "recipe",
+    "input_size": "input_size",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "learning_rate",
+    "ema_decay": "ema_decay",
+    "seed": "seed",
+    "init": "init",
+    "train_from": "train_from",
+}
+
 
 class Command(BaseCommand):
     help = (
         "Train InceptionResnetV1 on real faces, their self-blended fakes and DFDC fakes "
         "(--recipe), saving the whole state every few minutes under --workdir; --resume "
-        "continues a stopped run. --finish turns a run's EMA weights into a calibrated fp16 "
-        "checkpoint with its model card and plots. --remeasure measures a model on the held-out "
-        "sets with its own calibration and thresholds and rewrites its card's numbers; --refit "
-        "fits its mirror choice, calibration and thresholds again first."
+        "continues a stopped run with its saved settings. --finish turns a run's EMA weights "
+        "into a calibrated fp16 checkpoint with its model card and plots. --remeasure "
+        "measures a model on the held-out sets with its own calibration and thresholds and "
+        "rewrites its card's numbers; --refit fits its mirror choice, calibration and "
+        "thresholds again first."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        from workbench.training.run import RECIPES, RunConfig
+
+        defaults = {field.name: field.default for field in dataclasses.fields(RunConfig)}
+
+        def default(option: str) -> str:
+            return f"default {defaults[RUN_SETTINGS[option]]}; with --resume, the saved run's"
+
         parser.add_argument("--workdir", type=Path, help="e.g. var/training/mix-128 (required)")
         parser.add_argument(
             "--dfdc", type=Path, help="DFDC face set (default: $DATA_DIR/dfdc_faces)"
@@ -36,24 +59,29 @@ class Command(BaseCommand):
             help="sample frames scored after each epoch, for the curve only (default: "
             "$DATA_DIR/samples)",
         )
-        parser.add_argument("--recipe", choices=("mix", "sbi", "dfdc"), default="mix")
-        parser.add_argument("--input-size", type=int, default=128)
+        parser.add_argument("--recipe", choices=sorted(RECIPES), help=default("recipe"))
+        parser.add_argument("--input-size", type=int, help=default("input_size"))
         parser.add_argument(
             "--epochs",
             type=int,
-            default=12,
-            help="with --resume, a new count re-plans the rest of the learning-rate schedule",
+            help=f"{default('epochs')}, and a new count re-plans the rest of the learning-rate "
+            "schedule",
         )
-        parser.add_argument("--batch-size", type=int, default=64)
-        parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-        parser.add_argument("--ema-decay", type=float, default=0.999)
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--init", type=Path, help="warm-start from this checkpoint")
+        parser.add_argument("--batch-size", type=int, help=default("batch_size"))
+        parser.add_argument("--lr", type=float, help=f"peak learning rate ({default('lr')})")
+        parser.add_argument("--ema-decay", type=float, help=default("ema_decay"))
+        parser.add_argument("--seed", type=int, help=default("seed"))
+        parser.add_argument(
+            "--init",
+            type=Path,
+            help="warm-start from this checkpoint (with --resume, the saved run's)",
+        )
         parser.add_argument(
             "--train-from",
             metavar="BLOCK",
             help="with --init: train from this block on (e.g. repeat_1); the blocks before it "
-            "keep the warm start's weights, and a step costs about a third less",
+            "keep the warm start's weights, and a step costs about a third less (with "
+            "--resume, the saved run's)",
         )
         parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
         parser.add_argument("--device", default="cpu")
@@ -102,21 +130,20 @@ class Command(BaseCommand):
         if options["finish"]:
             self._finish(options, data)
             return
+        given = {
+            field: options[option]
+            for option, field in RUN_SETTINGS.items()
+            if options[option] is not None
+        }
+        if options["resume"]:
+            given = {**RunConfig.saved_settings(options["workdir"]), **given}
         try:
             config = RunConfig(
                 workdir=options["workdir"],
                 dfdc_dir=options["dfdc"] or data / "dfdc_faces",
                 utkface_dir=options["utkface"] or data / "utkface_faces",
                 samples_dir=options["samples"] or data / "samples",
-                recipe=options["recipe"],
-                input_size=options["input_size"],
-                epochs=options["epochs"],
-                batch_size=options["batch_size"],
-                learning_rate=options["lr"],
-                ema_decay=options["ema_decay"],
-                seed=options["seed"],
-                init=options["init"],
-                train_from=options["train_from"],
+                **given,
                 threads=options["threads"],
                 device=options["device"],
                 save_every_minutes=options["save_every"],
