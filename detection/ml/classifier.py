@@ -84,6 +84,9 @@ class LoadedCheckpoint:
     state_dict: dict[str, torch.Tensor]
     sha256: str
     card: ModelCard | None = None
+    # The size the file itself says its weights see faces at (our files; the published one
+    # does not say): what a file separated from its card is still read at.
+    saved_input_size: int | None = None
 
     @property
     def version(self) -> str:
@@ -91,7 +94,9 @@ class LoadedCheckpoint:
 
     @property
     def input_size(self) -> int:
-        return self.card.input_size if self.card else DEFAULT_INPUT_SIZE
+        if self.card:
+            return self.card.input_size
+        return self.saved_input_size or DEFAULT_INPUT_SIZE
 
     @property
     def calibration(self) -> Calibration:
@@ -127,19 +132,27 @@ def save_checkpoint(
     state_dict: dict[str, torch.Tensor],
     card: ModelCard | None,
     *,
+    input_size: int | None = None,
     epoch: int = 0,
     validation_loss: float = math.nan,
 ) -> None:
     """Write weights in the published layout, then their card; each replaced atomically.
 
     The layout carries the published file's training keys; the optimiser state stays empty,
-    as AdamW's moments would triple the file and serve nobody at run time.
+    as AdamW's moments would triple the file and serve nobody at run time. The input size
+    (the card's, or `input_size` for weights without a card) goes into the file as well: a
+    copy that leaves its card behind is still read at the size it was trained at, not at
+    the published model's 256 px, where its scores mean nothing.
     """
+    if card is not None and input_size not in (None, card.input_size):
+        raise ValueError(f"input_size {input_size} contradicts the card's {card.input_size}")
+    size = card.input_size if card is not None else input_size
     payload = {
         "model_state_dict": state_dict,
         "epoch": epoch,
         "optimizer_state_dict": {},
         "validation_loss": validation_loss,
+        **({"input_size": size} if size is not None else {}),
     }
     write_atomically(Path(path), lambda handle: torch.save(payload, handle))
     if card is None:
@@ -167,8 +180,18 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
         card = read_card(path)
     except CardError as exc:
         raise CheckpointError(str(exc)) from exc
+    saved_input_size = _saved_input_size(payload, path)
+    if card and saved_input_size and card.input_size != saved_input_size:
+        raise CheckpointError(
+            f"{path} was saved for {saved_input_size} px faces but its model card says "
+            f"{card.input_size} px: the card belongs to other weights"
+        )
     return LoadedCheckpoint(
-        path=path, state_dict=state_dict, sha256=checkpoint_sha256(path), card=card
+        path=path,
+        state_dict=state_dict,
+        sha256=checkpoint_sha256(path),
+        card=card,
+        saved_input_size=saved_input_size,
     )
 
 
@@ -177,6 +200,13 @@ def verify_checkpoint(path: Path) -> LoadedCheckpoint:
     loaded = load_checkpoint(path)
     build_classifier(loaded.state_dict)
     return loaded
+
+
+def _saved_input_size(payload: object, path: Path) -> int | None:
+    size = payload.get("input_size") if isinstance(payload, dict) else None
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise CheckpointError(f"{path}: input_size must be a positive whole number, not {size!r}")
+    return size
 
 
 def _state_dict_from(payload: object, path: Path) -> dict[str, torch.Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -12,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from detection.ml.card import card_path
+from detection.ml.card import card_path, write_card
 from detection.ml.classifier import (
     CheckpointError,
     FaceClassifier,
     LoadedCheckpoint,
     load_checkpoint,
+    save_checkpoint,
     verify_checkpoint,
 )
 
@@ -47,6 +49,36 @@ def test_bare_state_dict_loads_too(demo: LoadedCheckpoint, tmp_path: Path) -> No
     assert loaded.state_dict.keys() == demo.state_dict.keys()
     # No card beside it: nothing claims the weights were trained.
     assert loaded.model_info(flag_threshold=0.5, uncertain_threshold=0.3).trained is False
+
+
+def test_weights_parted_from_their_card_are_still_read_at_their_own_size(
+    demo: LoadedCheckpoint, tmp_path: Path
+) -> None:
+    assert demo.card is not None
+    run = tmp_path / "ema.pth"
+    save_checkpoint(run, demo.state_dict, dataclasses.replace(demo.card, input_size=96))
+    copied = tmp_path / "copy.pth"
+    shutil.copyfile(run, copied)  # the card beside it stays behind
+
+    loaded = load_checkpoint(copied)
+
+    assert loaded.card is None and loaded.input_size == 96
+    info = loaded.model_info(flag_threshold=0.5, uncertain_threshold=0.3)
+    assert info.input_size == 96 and info.trained is False
+    # Weights without a card (a GPU run's raw weights) can say their size too.
+    save_checkpoint(tmp_path / "raw.pth", demo.state_dict, None, input_size=160)
+    assert load_checkpoint(tmp_path / "raw.pth").input_size == 160
+
+
+def test_a_card_that_contradicts_its_weights_size_is_refused(
+    demo: LoadedCheckpoint, tmp_path: Path
+) -> None:
+    assert demo.card is not None
+    checkpoint = tmp_path / "model.pth"
+    save_checkpoint(checkpoint, demo.state_dict, dataclasses.replace(demo.card, input_size=96))
+    write_card(checkpoint, dataclasses.replace(demo.card, input_size=160))
+    with pytest.raises(CheckpointError, match="saved for 96 px faces but its model card says 160"):
+        load_checkpoint(checkpoint)
 
 
 def test_model_version_is_the_files_short_sha256(demo: LoadedCheckpoint) -> None:

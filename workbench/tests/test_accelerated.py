@@ -93,6 +93,7 @@ def test_run_sends_back_fp16_pieces_that_make_a_loadable_checkpoint(
     call_command("accelerated_training", "import", pieces=out, output=checkpoint)
     loaded = load_checkpoint(checkpoint)
     assert loaded.card is None  # a raw run: to fine-tune and calibrate before serving
+    assert loaded.input_size == 96  # the run's size, not the published model's 256
     crops = torch.randint(0, 256, (2, 3, 160, 160), dtype=torch.uint8)
     from detection.ml.classifier import build_classifier, model_input
 

@@ -31,7 +31,15 @@ def test_make_demo_checkpoint_writes_an_untrained_model_whose_scores_vary(
     card = read_card(target)
     assert card is not None and card.trained is False
     payload = torch.load(target, weights_only=True)
-    assert set(payload) == {"model_state_dict", "epoch", "optimizer_state_dict", "validation_loss"}
+    # The published layout, plus the size the weights see faces at.
+    assert set(payload) == {
+        "model_state_dict",
+        "epoch",
+        "optimizer_state_dict",
+        "validation_loss",
+        "input_size",
+    }
+    assert payload["input_size"] == card.input_size == 256
     assert len(payload["model_state_dict"]) == 716
     assert "P(fake) on its calibration faces" in output
 

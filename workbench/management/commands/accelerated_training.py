@@ -68,7 +68,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING("these are the run's last snapshot: it did not finish")
             )
-        save_checkpoint(options["output"], weights, None, epoch=round(manifest["epochs"]))
+        save_checkpoint(
+            options["output"],
+            weights,
+            None,
+            input_size=manifest["input_size"],
+            epoch=round(manifest["epochs"]),
+        )
         self.stdout.write(
             self.style.SUCCESS(
                 f"wrote {options['output']}: {manifest['recipe']}, {manifest['images_seen']} "
