@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from detection.ml.card import card_path, write_card
+from detection.ml.card import ModelCard, card_path, write_card
 from detection.ml.classifier import (
     CheckpointError,
     FaceClassifier,
@@ -51,14 +51,19 @@ def test_bare_state_dict_loads_too(demo: LoadedCheckpoint, tmp_path: Path) -> No
     assert loaded.model_info(flag_threshold=0.5, uncertain_threshold=0.3).trained is False
 
 
+def _saved_with_a_card_at(size: int, demo: LoadedCheckpoint, path: Path) -> ModelCard:
+    assert demo.card is not None
+    card = dataclasses.replace(demo.card, input_size=size)
+    save_checkpoint(path, demo.state_dict, card)
+    return card
+
+
 def test_weights_parted_from_their_card_are_still_read_at_their_own_size(
     demo: LoadedCheckpoint, tmp_path: Path
 ) -> None:
-    assert demo.card is not None
-    run = tmp_path / "ema.pth"
-    save_checkpoint(run, demo.state_dict, dataclasses.replace(demo.card, input_size=96))
+    _saved_with_a_card_at(96, demo, tmp_path / "ema.pth")
     copied = tmp_path / "copy.pth"
-    shutil.copyfile(run, copied)  # the card beside it stays behind
+    shutil.copyfile(tmp_path / "ema.pth", copied)  # the card beside it stays behind
 
     loaded = load_checkpoint(copied)
 
@@ -73,10 +78,9 @@ def test_weights_parted_from_their_card_are_still_read_at_their_own_size(
 def test_a_card_that_contradicts_its_weights_size_is_refused(
     demo: LoadedCheckpoint, tmp_path: Path
 ) -> None:
-    assert demo.card is not None
     checkpoint = tmp_path / "model.pth"
-    save_checkpoint(checkpoint, demo.state_dict, dataclasses.replace(demo.card, input_size=96))
-    write_card(checkpoint, dataclasses.replace(demo.card, input_size=160))
+    card = _saved_with_a_card_at(96, demo, checkpoint)
+    write_card(checkpoint, dataclasses.replace(card, input_size=160))
     with pytest.raises(CheckpointError, match="saved for 96 px faces but its model card says 160"):
         load_checkpoint(checkpoint)
 
