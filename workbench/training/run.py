@@ -64,6 +64,7 @@ _EVALUATION_BATCH = 128
 # Training batches that measure the averaged model's batch-norm statistics (about 2,000 faces).
 BN_CALIBRATION_BATCHES = 32
 _LOSS_EVERY_STEPS = 50
+HISTORY_FILE = "history.json"  # a run's settings and progress, beside its state
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,11 @@ class RunConfig:
             "train_from": self.train_from,
         }
 
-    @classmethod
-    def saved_settings(cls, workdir: Path) -> dict[str, Any]:
+    @staticmethod
+    def saved_settings(workdir: Path) -> dict[str, Any]:
         """The settings a run in `workdir` was saved with (its `signature`, by field name), so
         that `--resume` needs none of them restated; empty when nothing was saved there."""
-        history = workdir / "history.json"
+        history = workdir / HISTORY_FILE
         if not history.is_file():
             return {}
         saved = dict(json.loads(history.read_text())["config"])
@@ -144,7 +145,7 @@ class RunConfig:
 
     @property
     def history_path(self) -> Path:
-        return self.workdir / "history.json"
+        return self.workdir / HISTORY_FILE
 
 
 # --- the data of a run --------------------------------------------------------------------
