@@ -726,6 +726,10 @@ class ModelCardSerializer(serializers.Serializer[selectors.RunningModel]):
         allow_null=True, help_text="Why the model card could not be read, if it could not."
     )
     input_size = serializers.IntegerField(source="card.input_size")
+    crop_top_cut = serializers.FloatField(
+        source="card.crop_top_cut",
+        help_text="Share of each face box's height the model leaves out at the top (0: none).",
+    )
     flag_threshold = serializers.FloatField(help_text="P(fake) at or above this: fake.")
     uncertain_threshold = serializers.FloatField(help_text="P(fake) at or above this: uncertain.")
     threshold_selection = serializers.CharField(

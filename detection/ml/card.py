@@ -29,6 +29,9 @@ CARD_FORMAT = 2
 DEFAULT_INPUT_SIZE = 256
 # Below this the network's last feature map vanishes.
 MIN_INPUT_SIZE = 75
+# The most of a face box's height a model may leave out at the top (`crop_top_cut`): half
+# the box would cut into the eyes.
+MAX_CROP_TOP_CUT = 0.5
 # Below this ROC AUC outside the training data, every score carries the card's caution.
 WEAK_AUC = 0.8
 # The plots stored beside a checkpoint, which the model card page serves.
@@ -107,6 +110,9 @@ class ModelCard:
     name: str
     trained: bool
     input_size: int = DEFAULT_INPUT_SIZE
+    # The share of MTCNN's box height the model's crop leaves out at the top (see
+    # `detection.ml.faces.model_box`); 0 for models trained on the whole box.
+    crop_top_cut: float = 0.0
     created: str = ""
     architecture: str = ""
     source: str = ""  # where the weights came from, when not trained here
@@ -161,10 +167,16 @@ class ModelCard:
         input_size = data.get("input_size", DEFAULT_INPUT_SIZE)
         if not _is_integer(input_size) or input_size < MIN_INPUT_SIZE:
             raise CardError(f"{where}: input_size must be an integer >= {MIN_INPUT_SIZE}")
+        crop_top_cut = data.get("crop_top_cut", 0.0)
+        if not _is_number(crop_top_cut) or not 0 <= crop_top_cut < MAX_CROP_TOP_CUT:
+            raise CardError(
+                f"{where}: crop_top_cut must be a number from 0 to below {MAX_CROP_TOP_CUT}"
+            )
         return cls(
             name=name,
             trained=trained,
             input_size=input_size,
+            crop_top_cut=float(crop_top_cut),
             created=_text(data, "created", where),
             architecture=_text(data, "architecture", where),
             source=_text(data, "source", where),

@@ -99,6 +99,10 @@ class LoadedCheckpoint:
         return self.saved_input_size or DEFAULT_INPUT_SIZE
 
     @property
+    def crop_top_cut(self) -> float:
+        return self.card.crop_top_cut if self.card else 0.0
+
+    @property
     def calibration(self) -> Calibration:
         return self.card.calibration if self.card else Calibration()
 

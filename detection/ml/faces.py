@@ -34,6 +34,8 @@ from facenet_pytorch.models.utils.detect_face import (
 from PIL import Image
 from torchvision.ops import nms, roi_align
 
+from detection.ml.card import MAX_CROP_TOP_CUT
+
 CROP_SIZE = 160
 # MTCNN's P-Net looks at 12-pixel windows: a smaller minimum face would make it upsample.
 _PNET_WINDOW = 12
@@ -231,6 +233,22 @@ def crop_faces(image: Image.Image, boxes: list[tuple[float, float, float, float]
     return torch.stack(
         [extract_face(image, np.asarray(box), image_size=CROP_SIZE, margin=0) for box in boxes]
     )
+
+
+def model_box(
+    box: tuple[float, float, float, float], top_cut: float
+) -> tuple[float, float, float, float]:
+    """The part of a detected face box the model looks at: the box without the top `top_cut`
+    of its height, narrowed by half as much on each side so the face keeps its shape.
+
+    A model trained on tight face crops has never seen what lies at the top of MTCNN's box
+    (hairline, hair, background): its card says how much to leave out (`crop_top_cut`).
+    """
+    if not 0.0 <= top_cut < MAX_CROP_TOP_CUT:
+        raise ValueError(f"top_cut must be from 0 to below {MAX_CROP_TOP_CUT}, not {top_cut}")
+    x1, y1, x2, y2 = box
+    side_cut = (x2 - x1) * top_cut / 2
+    return (x1 + side_cut, y1 + (y2 - y1) * top_cut, x2 - side_cut, y2)
 
 
 def clip_box(

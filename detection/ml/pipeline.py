@@ -14,7 +14,14 @@ from PIL import Image
 
 from detection.ml.classifier import FaceClassifier, ModelInfo, load_checkpoint
 from detection.ml.config import PipelineConfig
-from detection.ml.faces import CROP_SIZE, FaceDetector, clip_box, crop_faces
+from detection.ml.faces import (
+    CROP_SIZE,
+    DetectedFace,
+    FaceDetector,
+    clip_box,
+    crop_faces,
+    model_box,
+)
 from detection.ml.gradcam import grad_cam_maps
 from detection.ml.images import ImageSource, load_rgb_image
 from detection.ml.quality import FaceQuality, face_quality
@@ -87,6 +94,7 @@ class Analyzer:
             flag_threshold=config.flag_threshold, uncertain_threshold=config.uncertain_threshold
         )
         self.quality_thresholds = config.quality
+        self.crop_top_cut = checkpoint.crop_top_cut
         self.detector = FaceDetector(
             min_face_size=config.min_face_size,
             probability_threshold=config.detection_threshold,
@@ -110,13 +118,17 @@ class Analyzer:
             mirror_average=checkpoint.mirror_average,
         )
 
+    def model_crops(self, image: Image.Image, faces: list[DetectedFace]) -> torch.Tensor:
+        """(N, 3, 160, 160) float 0-255: each face's box as the model's card says to cut it."""
+        return crop_faces(image, [model_box(face.box, self.crop_top_cut) for face in faces])
+
     def analyze(self, image: ImageSource) -> AnalysisResult:
         """Raises UnreadableImageError for input that is not an image; no face is a result."""
         clock = _Stopwatch()
         picture = load_rgb_image(image)
         clock.lap("decode")
         detected = self.detector.detect(picture)
-        crops = crop_faces(picture, [face.box for face in detected])
+        crops = self.model_crops(picture, detected)
         clock.lap("detect")
         if detected:
             scored = self.classifier.classify(crops)

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from detection.ml.classifier import ModelInfo
-from detection.ml.faces import CROP_SIZE, clip_box, crop_faces
+from detection.ml.faces import CROP_SIZE, clip_box
 from detection.ml.gradcam import grad_cam_maps
 from detection.ml.pipeline import INCONCLUSIVE, Analyzer, FaceResult, verdict_for
 from detection.ml.quality import FaceQuality, QualityReason, face_quality
@@ -224,7 +224,7 @@ class _VideoAnalysis:
     def _detect(self, sample: int, time_s: float, image: Image.Image) -> None:
         analyzer = self.analyzer
         detected = analyzer.detector.detect(image)
-        crops = crop_faces(image, [face.box for face in detected]).numpy()
+        crops = analyzer.model_crops(image, detected).numpy()
         track_numbers = self.linker.link(
             sample,
             [face.box for face in detected],

@@ -184,6 +184,8 @@ def _card_with_group(**group: object) -> str:
         ("{not json", "not readable JSON"),
         ('{"name": "m", "thresholds": {"flag": 0.2, "uncertain": 0.6}}', "uncertain <= flag"),
         ('{"name": "m", "input_size": "big"}', "input_size"),
+        ('{"name": "m", "crop_top_cut": 0.5}', "crop_top_cut must be a number from 0 to below"),
+        ('{"name": "m", "crop_top_cut": -0.1}', "crop_top_cut"),
         ('{"name": "m", "calibration": {"temperature": 0}}', "temperature"),
         ('{"name": "m", "calibration": {"temperature": 1, "bias": "high"}}', "bias"),
         ('{"name": "m", "trained": "yes"}', "trained must be true or false"),

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from detection.ml.faces import CROP_SIZE, DetectedFace, FaceDetector, crop_faces
+from detection.ml.faces import CROP_SIZE, DetectedFace, FaceDetector, crop_faces, model_box
 from detection.ml.images import load_rgb_image
 
 
@@ -61,6 +61,16 @@ def test_crops_are_160_pixel_squares_of_raw_0_to_255_values(
     assert crops.shape == (2, 3, CROP_SIZE, CROP_SIZE)
     assert crops.dtype == torch.float32
     assert crops.max() > 1 and crops.min() >= 0 and crops.max() <= 255
+
+
+def test_a_model_box_leaves_out_the_top_of_the_face_box_and_keeps_its_shape() -> None:
+    assert model_box((10, 20, 110, 120), 0.0) == (10, 20, 110, 120)
+    # 20 % of the height off the top, 10 % of the width off each side: still a square,
+    # still reaching down to the chin.
+    assert model_box((10, 20, 110, 120), 0.2) == pytest.approx((20, 40, 100, 120))
+    for impossible in (-0.1, 0.5):
+        with pytest.raises(ValueError, match="top_cut"):
+            model_box((10, 20, 110, 120), impossible)
 
 
 def test_exif_rotated_photo_gives_boxes_in_the_same_place(

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from detection.ml.card import Thresholds, read_card, write_card
-from detection.ml.images import UnreadableImageError
+from detection.ml.faces import crop_faces, model_box
+from detection.ml.images import UnreadableImageError, load_rgb_image
 from detection.ml.pipeline import (
     Analyzer,
     PipelineConfig,
@@ -106,6 +107,32 @@ def test_model_card_thresholds_override_the_configured_ones(
     model = Analyzer(config).model
     assert (model.flag_threshold, model.uncertain_threshold) == (0.9, 0.7)
     assert [verdict_for(p, model) for p in (0.95, 0.8, 0.6)] == ["fake", "uncertain", "real"]
+
+
+def test_a_card_that_cuts_the_top_of_the_face_box_is_what_the_model_sees(
+    analyzer: Analyzer, demo_checkpoint: Path, samples_dir: Path, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "cut.pth"
+    checkpoint.symlink_to(demo_checkpoint)
+    card = read_card(demo_checkpoint)
+    assert card is not None
+    write_card(checkpoint, dataclasses.replace(card, crop_top_cut=0.2))
+    frame = samples_dir / "fake_frame_0.jpg"
+    whole = analyzer.analyze(frame)
+    cut = Analyzer(PipelineConfig(checkpoint=checkpoint)).analyze(frame)
+
+    # The faces are found and boxed as before; the crop scored and explained is the box
+    # without its top fifth, so the scores differ.
+    assert [face.box for face in cut.faces] == [face.box for face in whole.faces]
+    image = load_rgb_image(frame)
+    detected = analyzer.detector.detect(image)
+    expected = crop_faces(image, [model_box(face.box, 0.2) for face in detected]).numpy()
+    for face, crop in zip(cut.faces, expected, strict=True):
+        shown = np.asarray(face.crop).astype(np.float32)
+        assert np.abs(shown - crop.transpose(1, 2, 0)).max() <= 0.5
+        assert face.heatmap.size == face.crop.size == (160, 160)
+    scores = [face.fake_probability for face in whole.faces]
+    assert [face.fake_probability for face in cut.faces] != pytest.approx(scores)
 
 
 def test_analyzer_is_loaded_once_per_configuration(

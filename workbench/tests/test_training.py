@@ -29,14 +29,16 @@ from detection.ml.card import (
 )
 from detection.ml.classifier import load_checkpoint
 from workbench.tests.face_sets import tight_faces
-from workbench.training.augment import jittered_crop, middle_crop, photo_damage
+from workbench.training.augment import jittered_crop, photo_damage
 from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
 from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
 from workbench.training.crops import (
     CONTEXT_SIZE,
+    FaceCache,
     FrameFaces,
     context_crop,
     frame_faces,
+    model_crop,
     preparation_detector,
 )
 from workbench.training.data import (
@@ -179,16 +181,54 @@ def test_self_blend_changes_the_face_inside_its_mask_only(calibration_crops: tor
 
 def test_augmentation_is_repeatable_and_keeps_the_service_crop_shape() -> None:
     context = np.random.default_rng(0).integers(0, 256, (CONTEXT_SIZE, CONTEXT_SIZE, 3), np.uint8)
-    for seed in range(6):
-        first = photo_damage(
-            jittered_crop(context, np.random.default_rng(seed)), np.random.default_rng(seed)
-        )
-        again = photo_damage(
-            jittered_crop(context, np.random.default_rng(seed)), np.random.default_rng(seed)
+    for seed, top_cut in zip(range(6), (0.0, 0.2) * 3, strict=True):
+        first, again = (
+            photo_damage(
+                jittered_crop(context, np.random.default_rng(seed), top_cut=top_cut),
+                np.random.default_rng(seed),
+            )
+            for _ in range(2)
         )
         assert first.shape == (160, 160, 3) and first.dtype == np.uint8
         assert np.array_equal(first, again)
-    assert middle_crop(context).shape == (160, 160, 3)
+
+
+def test_a_model_that_cuts_the_top_of_the_box_never_sees_the_band_the_cache_invents() -> None:
+    """The data sets' crops end below the top of MTCNN's box, a median 15 % of its height;
+    the cache fills the band above them by reflection. A model trained with `crop_top_cut`
+    0.2 sees none of it in its checks (the service's crop) and next to none in training."""
+    middle = (CONTEXT_SIZE - 160) // 2
+    context = np.full((CONTEXT_SIZE, CONTEXT_SIZE, 3), 128, np.uint8)
+    context[: middle + round(0.15 * 160)] = (255, 0, 0)  # the reflected band, in red
+
+    def red_rows(face: np.ndarray) -> int:
+        return int(((face[..., 0] > 200) & (face[..., 1] < 60)).any(axis=1).sum())
+
+    assert np.array_equal(model_crop(context, 0.0), context[middle:-middle, middle:-middle])
+    assert red_rows(model_crop(context, 0.0)) == 24
+    assert red_rows(model_crop(context, 0.2)) == 0
+    # Jittered boxes vary around the model's region (MTCNN's boxes do): every whole-box crop
+    # shows the band, few cut ones touch it, and then by a few of their 160 rows.
+    whole, cut = (
+        np.array(
+            [
+                red_rows(jittered_crop(context, np.random.default_rng(seed), top_cut=top_cut))
+                for seed in range(200)
+            ]
+        )
+        for top_cut in (0.0, 0.2)
+    )
+    assert whole.min() > 0 and np.median(whole) >= 20
+    assert np.mean(cut > 0) <= 0.15 and cut.max() <= 8
+    cache = FaceCache(
+        Path("unused"),
+        np.stack([context, context[::-1]]),
+        np.zeros((2, 5, 2), np.float32),
+        np.zeros(2, bool),
+    )
+    crops = cache.service_crops([0, 1], top_cut=0.2).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(crops[0], model_crop(context, 0.2)) and red_rows(crops[0]) == 0
+    assert red_rows(crops[1]) > 0, "the band at the bottom (flipped) is inside the crop"
 
 
 # --- calibration -------------------------------------------------------------------------
@@ -329,6 +369,7 @@ def test_the_command_resumes_a_run_with_the_settings_it_was_started_with(
         "train_detector",
         **where,
         input_size=96,
+        crop_top_cut=0.15,
         epochs=1,
         batch_size=8,
         lr=0.01,
@@ -346,6 +387,8 @@ def test_the_command_resumes_a_run_with_the_settings_it_was_started_with(
     assert [record["epoch"] for record in history["epochs"]] == [1]
     assert history["config"]["input_size"] == 96
     assert history["config"]["learning_rate"] == 0.01
+    # The run's weights say how it cropped faces: the service crops them the same way.
+    assert load_checkpoint(tmp_path / "run" / "ema.pth").crop_top_cut == 0.15
     # A setting that is restated must still match the saved one.
     with pytest.raises(CommandError, match=r"'learning_rate': \(0.01, 0.02\)"):
         call_command("train_detector", **where, resume=True, lr=0.02, stdout=io.StringIO())
@@ -497,7 +540,9 @@ def test_finished_run_is_a_calibrated_fp16_model_with_its_card(
     # Each epoch's frames check counts the frames the card counts, by the same quality rule.
     images = sorted(samples_dir.glob("*_frame_*.jpg"))
     faces = frame_faces(
-        [(path, int(path.name.startswith("fake"))) for path in images], cache_root=tmp_path
+        [(path, int(path.name.startswith("fake"))) for path in images],
+        cache_root=tmp_path,
+        top_cut=0.0,
     )
     _, labels = image_scores(np.zeros(len(faces.crops)), faces)
     assert (len(labels), int(labels.sum())) == (frames.metrics["count"], frames.metrics["fakes"])

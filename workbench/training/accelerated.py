@@ -166,7 +166,7 @@ def train_on_accelerator(args: argparse.Namespace) -> None:
     run.schedule = Schedule(warmup=warmup, total=10**9, decay_from=warmup)
     # Timed steps: after the loaders and cuDNN have warmed up, well before the warm-up ends.
     probe = (max(1, warmup // 10), max(2, warmup // 2))
-    faces = TrainingFaces(packed.cache, entries, args.seed)
+    faces = TrainingFaces(packed.cache, entries, seed=args.seed, top_cut=config.crop_top_cut)
     positive_weight = balanced_positive_weight(entries)
     record: dict[str, Any] = {
         "recipe": packed.recipe,

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from detection.ml.faces import CROP_SIZE
-from workbench.training.crops import CONTEXT_SIZE
+from workbench.training.crops import model_region
 
 BOX_SCALE = (0.9, 1.1)  # the crop's side relative to the detected box
 BOX_SHIFT = 0.06  # largest shift of the box centre, as a fraction of its side
@@ -20,10 +20,13 @@ SMALLEST_FACE = 80  # pixels: faces are shrunk down to about this size and back
 JPEG_QUALITY = (40, 100)
 
 
-def jittered_crop(context: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(200, 200, 3) context crop → (160, 160, 3) face cut with a slightly different box."""
-    side = CROP_SIZE * rng.uniform(*BOX_SCALE, size=2)  # width and height vary a little apart
-    centre = CONTEXT_SIZE / 2 + rng.uniform(-BOX_SHIFT, BOX_SHIFT, size=2) * CROP_SIZE
+def jittered_crop(context: np.ndarray, rng: np.random.Generator, *, top_cut: float) -> np.ndarray:
+    """(200, 200, 3) context crop → (160, 160, 3) face cut with a slightly different box
+    than the model's crop (`crops.model_crop`)."""
+    x1, y1, x2, y2 = model_region(top_cut)
+    base = x2 - x1  # the region is square: the context crop's box is
+    side = base * rng.uniform(*BOX_SCALE, size=2)  # width and height vary a little apart
+    centre = np.array([x1 + x2, y1 + y2]) / 2 + rng.uniform(-BOX_SHIFT, BOX_SHIFT, size=2) * base
     scale = CROP_SIZE / side
     corner = centre - side / 2
     matrix = np.array([[scale[0], 0, -corner[0] * scale[0]], [0, scale[1], -corner[1] * scale[1]]])
@@ -34,12 +37,6 @@ def jittered_crop(context: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT,
     )
-
-
-def middle_crop(context: np.ndarray) -> np.ndarray:
-    """The service's own crop: the middle 160x160 of the context crop."""
-    offset = (CONTEXT_SIZE - CROP_SIZE) // 2
-    return context[offset : offset + CROP_SIZE, offset : offset + CROP_SIZE]
 
 
 def photo_damage(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:

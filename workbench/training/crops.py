@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from detection.ml.faces import CROP_SIZE, FaceDetector, crop_faces
+from detection.ml.faces import CROP_SIZE, FaceDetector, crop_faces, model_box
 from detection.ml.images import load_rgb_image
 from detection.ml.quality import QualityThresholds, face_quality
 from workbench.training.data import LabelledFace
@@ -65,11 +65,30 @@ class FaceCache:
     def __len__(self) -> int:
         return len(self.context)
 
-    def service_crops(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
-        """(N, 3, 160, 160) uint8: the middle of each context crop, the service's crop."""
-        end = CROP_OFFSET + CROP_SIZE
-        middle = self.context[np.asarray(indices), CROP_OFFSET:end, CROP_OFFSET:end]
-        return torch.from_numpy(np.ascontiguousarray(middle)).permute(0, 3, 1, 2)
+    def service_crops(self, indices: Sequence[int] | np.ndarray, *, top_cut: float) -> torch.Tensor:
+        """(N, 3, 160, 160) uint8: each face as the service crops it for a model that leaves
+        out `top_cut` of the box at the top (its card's `crop_top_cut`)."""
+        if top_cut == 0:  # the middle of each context crop, exactly
+            end = CROP_OFFSET + CROP_SIZE
+            crops = self.context[np.asarray(indices), CROP_OFFSET:end, CROP_OFFSET:end]
+        else:
+            crops = np.stack([model_crop(self.context[index], top_cut) for index in indices])
+        return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2)
+
+
+def model_region(top_cut: float) -> tuple[float, float, float, float]:
+    """Where the model's crop lies in a context crop: the detected box (the middle 160x160)
+    cut as `detection.ml.faces.model_box` cuts it in the service."""
+    end = CROP_OFFSET + CROP_SIZE
+    return model_box((CROP_OFFSET, CROP_OFFSET, end, end), top_cut)
+
+
+def model_crop(context: np.ndarray, top_cut: float) -> np.ndarray:
+    """(200, 200, 3) context crop → (160, 160, 3): what the service feeds the model."""
+    region = Image.fromarray(np.asarray(context)).resize(
+        (CROP_SIZE, CROP_SIZE), Image.Resampling.BILINEAR, box=model_region(top_cut)
+    )
+    return np.asarray(region)
 
 
 def prepare_faces(
@@ -220,12 +239,18 @@ class FrameFaces:
 
 
 def frame_faces(
-    images: Sequence[tuple[Path, int]], *, cache_root: Path, min_face_size: int = 40
+    images: Sequence[tuple[Path, int]],
+    *,
+    cache_root: Path,
+    top_cut: float,
+    min_face_size: int = 40,
 ) -> FrameFaces:
-    """The service's detection and crops on whole images (e.g. video frames), cached."""
+    """The service's detection and crops on whole images (e.g. video frames), cached; the
+    crops leave out `top_cut` of each box at the top, as the model's card says."""
     digest = hashlib.sha256("\n".join(str(path) for path, _ in images).encode()).hexdigest()
     version = f"{PREPARATION_VERSION}.{_FRAMES_FORMAT}"
-    cache = cache_root / f"frames-v{version}-{len(images)}-{digest[:12]}.pt"
+    cut = f"-cut{top_cut:g}" if top_cut else ""
+    cache = cache_root / f"frames-v{version}-{len(images)}-{digest[:12]}{cut}.pt"
     if cache.is_file():
         return FrameFaces(**torch.load(cache, weights_only=False))
     detector = FaceDetector(
@@ -239,7 +264,7 @@ def frame_faces(
     for number, (path, _) in enumerate(images):
         picture = load_rgb_image(path)
         detected = detector.detect(picture)
-        found = crop_faces(picture, [face.box for face in detected])
+        found = crop_faces(picture, [model_box(face.box, top_cut) for face in detected])
         crops.append(found.round().clamp(0, 255).to(torch.uint8))
         owners.extend([number] * len(found))
         judged.extend(

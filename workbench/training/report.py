@@ -95,9 +95,12 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         cache_root=config.workdir.parent / "cache",
         progress=False,
     )
+    # Runs saved before the crop could be cut used the whole box.
+    crop_top_cut = run.get("crop_top_cut", 0.0)
     serving, evaluations, curves = _fit_and_measure(
         shipped,
         input_size=run["input_size"],
+        crop_top_cut=crop_top_cut,
         data=data,
         gan_dir=config.gan_dir,
         cache_root=config.workdir.parent / "cache",
@@ -108,6 +111,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         name=config.name,
         trained=True,
         input_size=run["input_size"],
+        crop_top_cut=crop_top_cut,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         architecture=(
             "InceptionResnetV1 (facenet-pytorch), classify=True, one logit; trained from random "
@@ -171,12 +175,16 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
         config.dfdc_dir, config.utkface_dir, cache_root=config.cache_root, progress=False
     )
     score = _scorer(
-        loaded.state_dict, input_size=card.input_size, mirror_average=card.mirror_average
+        loaded.state_dict,
+        input_size=card.input_size,
+        crop_top_cut=card.crop_top_cut,
+        mirror_average=card.mirror_average,
     )
     evaluations, curves = _held_out_evaluations(
         score,
         data,
         validation_logits=score(data.cache, data.dfdc_validation),
+        crop_top_cut=card.crop_top_cut,
         calibration=card.calibration,
         thresholds=thresholds,
         gan_dir=config.gan_dir,
@@ -209,6 +217,7 @@ def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = p
     serving, evaluations, curves = _fit_and_measure(
         loaded.state_dict,
         input_size=card.input_size,
+        crop_top_cut=card.crop_top_cut,
         data=data,
         gan_dir=config.gan_dir,
         cache_root=config.cache_root,
@@ -278,6 +287,7 @@ def _fit_and_measure(
     weights: dict[str, torch.Tensor],
     *,
     input_size: int,
+    crop_top_cut: float,
     data: TrainingData,
     gan_dir: Path | None,
     cache_root: Path,
@@ -285,11 +295,14 @@ def _fit_and_measure(
 ) -> tuple[_Serving, dict[str, Evaluation], Curves]:
     """What `finish` and `refit` share: the serving settings fitted, then the held-out sets
     measured with them."""
-    serving = _fit_serving(weights, input_size=input_size, data=data, log=log)
+    serving = _fit_serving(
+        weights, input_size=input_size, crop_top_cut=crop_top_cut, data=data, log=log
+    )
     evaluations, curves = _held_out_evaluations(
         serving.score,
         data,
         validation_logits=serving.validation_logits,
+        crop_top_cut=crop_top_cut,
         calibration=serving.calibration,
         thresholds=serving.thresholds,
         gan_dir=gan_dir,
@@ -303,6 +316,7 @@ def _fit_serving(
     weights: dict[str, torch.Tensor],
     *,
     input_size: int,
+    crop_top_cut: float,
     data: TrainingData,
     log: Callable[[str], None],
 ) -> _Serving:
@@ -313,7 +327,12 @@ def _fit_serving(
     validation_labels = data.labels(validation)
     choices = {}
     for mirror_average in (False, True):
-        score = _scorer(weights, input_size=input_size, mirror_average=mirror_average)
+        score = _scorer(
+            weights,
+            input_size=input_size,
+            crop_top_cut=crop_top_cut,
+            mirror_average=mirror_average,
+        )
         logits = score(data.cache, validation)
         auc = evaluation.roc_auc(logits, validation_labels) or 0.0
         choices[mirror_average] = (auc, score, logits)
@@ -378,6 +397,7 @@ def _held_out_evaluations(
     data: TrainingData,
     *,
     validation_logits: np.ndarray,
+    crop_top_cut: float,
     calibration: Calibration,
     thresholds: Thresholds,
     gan_dir: Path | None,
@@ -391,7 +411,8 @@ def _held_out_evaluations(
     validation_p = calibrated(validation_logits, calibration)
     photos_test_p = calibrated(score(data.cache, data.photos.test), calibration)
     reals = validation_labels == 0
-    blur = blurriness(data.cache.service_crops(np.asarray(validation)[reals]).numpy())
+    real_crops = data.cache.service_crops(np.asarray(validation)[reals], top_cut=crop_top_cut)
+    blur = blurriness(real_crops.numpy())
     blur_correlation = evaluation.rank_correlation(validation_p[reals], blur)
     evaluations = {
         DFDC_VALIDATION: Evaluation(
@@ -480,7 +501,11 @@ def _plot_held_out(checkpoint: Path, name: str, curves: Curves) -> None:
 
 
 def _scorer(
-    state_dict: dict[str, torch.Tensor], *, input_size: int, mirror_average: bool
+    state_dict: dict[str, torch.Tensor],
+    *,
+    input_size: int,
+    crop_top_cut: float,
+    mirror_average: bool,
 ) -> Callable[[FaceCache, list[int]], np.ndarray]:
     """Logits of cached faces through the service's own classifier (float32, folded BN)."""
     classifier = FaceClassifier(
@@ -494,7 +519,7 @@ def _scorer(
     )
 
     def logits(cache: FaceCache, indices: list[int]) -> np.ndarray:
-        crops = cache.service_crops(indices)
+        crops = cache.service_crops(indices, top_cut=crop_top_cut)
         return np.concatenate(
             [
                 classifier.classify(crops[start : start + _SCORING_BATCH]).logits

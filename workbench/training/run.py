@@ -33,14 +33,20 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from detection.ml.card import ModelCard
+from detection.ml.card import MAX_CROP_TOP_CUT, ModelCard
 from detection.ml.classifier import load_checkpoint, model_input, new_classifier, save_checkpoint
 from detection.ml.quality import laplacian_variance
 from detection.ml.storage import write_atomically
 from workbench.evaluation import rank_correlation, roc_auc
-from workbench.training.augment import jittered_crop, middle_crop, photo_damage
+from workbench.training.augment import jittered_crop, photo_damage
 from workbench.training.blending import self_blend
-from workbench.training.crops import FaceCache, FrameFaces, frame_faces, prepare_faces
+from workbench.training.crops import (
+    FaceCache,
+    FrameFaces,
+    frame_faces,
+    model_crop,
+    prepare_faces,
+)
 from workbench.training.data import (
     LabelledFace,
     PhotoSplit,
@@ -75,6 +81,10 @@ class RunConfig:
     samples_dir: Path | None = None  # whole frames, for a development curve only
     recipe: str = "mix"
     input_size: int = 128
+    # The share of the detected box the model leaves out at the top (the card's
+    # `crop_top_cut`): the data sets' crops end about 15 % below the top of MTCNN's box, so
+    # the cache invents that band by reflection; a cut model never sees it.
+    crop_top_cut: float = 0.0
     epochs: int = 12
     batch_size: int = 64  # images per step
     learning_rate: float = 1e-3
@@ -96,6 +106,8 @@ class RunConfig:
             raise TrainingError(f"unknown recipe {self.recipe!r}: choose one of {sorted(RECIPES)}")
         if self.input_size < 75:
             raise TrainingError("input_size must be at least 75")
+        if not 0 <= self.crop_top_cut < MAX_CROP_TOP_CUT:
+            raise TrainingError(f"crop_top_cut must be from 0 to below {MAX_CROP_TOP_CUT}")
         if self.epochs < 1 or self.batch_size < 2:
             raise TrainingError("epochs must be at least 1 and batch_size at least 2")
         if self.train_from is not None:
@@ -112,6 +124,7 @@ class RunConfig:
         return {
             "recipe": self.recipe,
             "input_size": self.input_size,
+            "crop_top_cut": self.crop_top_cut,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
@@ -228,10 +241,13 @@ class TrainingFaces(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     depend on the loader processes, and a resumed run sees what it would have seen.
     """
 
-    def __init__(self, cache: FaceCache, entries: list[tuple[int, int]], seed: int) -> None:
+    def __init__(
+        self, cache: FaceCache, entries: list[tuple[int, int]], *, seed: int, top_cut: float
+    ) -> None:
         self.cache = cache
         self.entries = entries
         self.seed = seed
+        self.top_cut = top_cut
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -246,7 +262,7 @@ class TrainingFaces(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         context = np.asarray(self.cache.context[face])
         if kind == BLEND:
             context, _ = self_blend(context, self.cache.landmarks[face], rng)
-        pixels = photo_damage(jittered_crop(context, rng), rng)
+        pixels = photo_damage(jittered_crop(context, rng, top_cut=self.top_cut), rng)
         label = 0.0 if kind == REAL else 1.0
         return torch.from_numpy(pixels).permute(2, 0, 1), torch.tensor(label)
 
@@ -302,7 +318,7 @@ def blurriness(crops: np.ndarray) -> np.ndarray:
 
 
 def development_sets(
-    data: TrainingData, samples_dir: Path | None, cache_root: Path
+    data: TrainingData, samples_dir: Path | None, cache_root: Path, *, top_cut: float
 ) -> DevelopmentSets:
     photos = data.photos.calibration
     blends = [
@@ -311,15 +327,16 @@ def development_sets(
             photos, (np.random.default_rng((SPLIT_SEED, i)) for i in photos), strict=True
         )
     ]
-    blend_faces = np.stack([middle_crop(face) for face in blends])
-    real_crops = data.cache.service_crops(photos)
+    blend_faces = np.stack([model_crop(face, top_cut) for face in blends])
+    real_crops = data.cache.service_crops(photos, top_cut=top_cut)
     frames = None
     if samples_dir is not None and samples_dir.is_dir():
         images = sorted(samples_dir.glob("*_frame_*.jpg"))
         labelled = [(path, int(path.name.startswith("fake"))) for path in images]
-        frames = frame_faces(labelled, cache_root=cache_root) if labelled else None
+        if labelled:
+            frames = frame_faces(labelled, cache_root=cache_root, top_cut=top_cut)
     return DevelopmentSets(
-        dfdc_crops=data.cache.service_crops(data.dfdc_validation),
+        dfdc_crops=data.cache.service_crops(data.dfdc_validation, top_cut=top_cut),
         dfdc_labels=data.labels(data.dfdc_validation),
         blend_crops=torch.cat([real_crops, torch.from_numpy(blend_faces).permute(0, 3, 1, 2)]),
         blend_labels=np.r_[np.zeros(len(photos)), np.ones(len(photos))],
@@ -496,7 +513,9 @@ class Run:
     def restore(self) -> str | None:
         """Load the saved run; returns how its schedule was re-planned, if `epochs` changed."""
         state = torch.load(self.config.state_path, map_location=self.device, weights_only=True)
-        saved, wanted = state["signature"], self.config.signature()
+        # Runs saved before the crop could be cut used the whole box.
+        saved = {"crop_top_cut": 0.0, **state["signature"]}
+        wanted = self.config.signature()
         differences = {
             k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v and k != "epochs"
         }
@@ -558,6 +577,7 @@ class Run:
             name=f"{self.config.workdir.name}, epoch {self.progress.epoch} (unfinished)",
             trained=False,
             input_size=self.config.input_size,
+            crop_top_cut=self.config.crop_top_cut,
             summary=[
                 "The averaged weights of a training run that is not finished: uncalibrated, "
                 "with no thresholds of its own. `train_detector --finish` makes a model of it."
@@ -644,12 +664,13 @@ def train(
         f"{len(entries) - fakes} real and {fakes} fake; "
         f"missed by MTCNN: {int(data.cache.missed.sum())}"
     )
-    dataset = TrainingFaces(data.cache, entries, config.seed)
+    dataset = TrainingFaces(data.cache, entries, seed=config.seed, top_cut=config.crop_top_cut)
     calibration_batches = epoch_batches(
         units, batch_size=config.batch_size, seed=config.seed, epoch=0
     )[:BN_CALIBRATION_BATCHES]
     calibration = CalibrationCrops(
-        TrainingFaces(data.cache, entries, config.seed), calibration_batches
+        TrainingFaces(data.cache, entries, seed=config.seed, top_cut=config.crop_top_cut),
+        calibration_batches,
     )
     steps = len(epoch_batches(units, batch_size=config.batch_size, seed=config.seed, epoch=0))
     run = Run(config, device, steps)
@@ -664,7 +685,9 @@ def train(
     if run.progress.epoch >= config.epochs:
         log(f"the run is complete: all {config.epochs} epochs are done")
         return run
-    checks = development_sets(data, config.samples_dir, config.workdir.parent / "cache")
+    checks = development_sets(
+        data, config.samples_dir, config.workdir.parent / "cache", top_cut=config.crop_top_cut
+    )
     last_save = time.monotonic()
     while run.progress.epoch < config.epochs:
         epoch = run.progress.epoch + 1
