@@ -93,6 +93,7 @@ def test_signed_in_user_sees_the_cards_facts(signed_in: Client, trained_checkpoi
         "0.7200",
         "temperature 1.700, bias -0.250 (Platt scaling)",
         "<dt>Scoring</dt><dd>each face averaged with its mirror image</dd>",
+        "<dt>Face region</dt><dd>the whole detected face box</dd>",
         "python manage.py train_detector --epochs 3",
         "It has only seen DFDC face swaps.",
         f"{URL}?plot=roc",
@@ -101,6 +102,15 @@ def test_signed_in_user_sees_the_cards_facts(signed_in: Client, trained_checkpoi
         assert expected in page, expected
     assert "Untrained model" not in page
     assert f'href="{URL}"' in page, "the navigation links to the page"
+
+
+def test_a_model_that_leaves_out_the_top_of_the_face_box_says_so(
+    signed_in: Client, trained_checkpoint: Path
+) -> None:
+    card = json.loads(trained_checkpoint.with_suffix(".json").read_text())
+    trained_checkpoint.with_suffix(".json").write_text(json.dumps({**card, "crop_top_cut": 0.2}))
+    page = signed_in.get(URL).content.decode()
+    assert "<dt>Face region</dt><dd>the detected face box without its top 20 %" in page
 
 
 def test_untrained_model_gets_a_big_warning(
