@@ -18,6 +18,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from detection.ml.card import (
     DEFAULT_INPUT_SIZE,
+    MAX_CROP_TOP_CUT,
     Calibration,
     CardError,
     ModelCard,
@@ -85,8 +86,10 @@ class LoadedCheckpoint:
     sha256: str
     card: ModelCard | None = None
     # The size the file itself says its weights see faces at (our files; the published one
-    # does not say): what a file separated from its card is still read at.
+    # does not say), and the share of the box they leave out at the top (files of models
+    # that cut it): what a file separated from its card is still read with.
     saved_input_size: int | None = None
+    saved_crop_top_cut: float = 0.0
 
     @property
     def version(self) -> str:
@@ -100,7 +103,7 @@ class LoadedCheckpoint:
 
     @property
     def crop_top_cut(self) -> float:
-        return self.card.crop_top_cut if self.card else 0.0
+        return self.card.crop_top_cut if self.card else self.saved_crop_top_cut
 
     @property
     def calibration(self) -> Calibration:
@@ -146,7 +149,8 @@ def save_checkpoint(
     as AdamW's moments would triple the file and serve nobody at run time. The input size
     (the card's, or `input_size` for weights without a card) goes into the file as well: a
     copy that leaves its card behind is still read at the size it was trained at, not at
-    the published model's 256 px, where its scores mean nothing.
+    the published model's 256 px, where its scores mean nothing. So does the card's
+    `crop_top_cut`, where it cuts anything.
     """
     if card is not None and input_size not in (None, card.input_size):
         raise ValueError(f"input_size {input_size} contradicts the card's {card.input_size}")
@@ -157,6 +161,7 @@ def save_checkpoint(
         "optimizer_state_dict": {},
         "validation_loss": validation_loss,
         **({"input_size": size} if size is not None else {}),
+        **({"crop_top_cut": card.crop_top_cut} if card and card.crop_top_cut else {}),
     }
     write_atomically(Path(path), lambda handle: torch.save(payload, handle))
     if card is None:
@@ -190,12 +195,21 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
             f"{path} was saved for {saved_input_size} px faces but its model card says "
             f"{card.input_size} px: the card belongs to other weights"
         )
+    saved_crop_top_cut = _saved_crop_top_cut(payload, path)
+    # A file that records its input size records a cut too, if it has one; the published
+    # file records neither and says nothing either way.
+    if card and saved_input_size and card.crop_top_cut != saved_crop_top_cut:
+        raise CheckpointError(
+            f"{path} was saved for crops without the top {saved_crop_top_cut:g} of the face box "
+            f"but its model card says {card.crop_top_cut:g}: the card belongs to other weights"
+        )
     return LoadedCheckpoint(
         path=path,
         state_dict=state_dict,
         sha256=checkpoint_sha256(path),
         card=card,
         saved_input_size=saved_input_size,
+        saved_crop_top_cut=saved_crop_top_cut,
     )
 
 
@@ -211,6 +225,13 @@ def _saved_input_size(payload: object, path: Path) -> int | None:
     if size is not None and (not isinstance(size, int) or size < 1):
         raise CheckpointError(f"{path}: input_size must be a positive whole number, not {size!r}")
     return size
+
+
+def _saved_crop_top_cut(payload: object, path: Path) -> float:
+    cut = payload.get("crop_top_cut", 0.0) if isinstance(payload, dict) else 0.0
+    if not isinstance(cut, float | int) or not 0 <= cut < MAX_CROP_TOP_CUT:
+        raise CheckpointError(f"{path}: crop_top_cut must be from 0 to below {MAX_CROP_TOP_CUT}")
+    return float(cut)
 
 
 def _state_dict_from(payload: object, path: Path) -> dict[str, torch.Tensor]:

@@ -85,6 +85,26 @@ def test_a_card_that_contradicts_its_weights_size_is_refused(
         load_checkpoint(checkpoint)
 
 
+def test_weights_parted_from_their_card_still_cut_the_face_box_as_trained(
+    demo: LoadedCheckpoint, tmp_path: Path
+) -> None:
+    assert demo.card is not None
+    cut = dataclasses.replace(demo.card, input_size=96, crop_top_cut=0.2)
+    save_checkpoint(tmp_path / "ema.pth", demo.state_dict, cut)
+    shutil.copyfile(tmp_path / "ema.pth", tmp_path / "copy.pth")  # the card stays behind
+    assert load_checkpoint(tmp_path / "ema.pth").crop_top_cut == 0.2
+    copied = load_checkpoint(tmp_path / "copy.pth")
+    assert copied.card is None and (copied.input_size, copied.crop_top_cut) == (96, 0.2)
+    # A card that says otherwise belongs to other weights, whichever way it differs.
+    write_card(tmp_path / "ema.pth", dataclasses.replace(cut, crop_top_cut=0.0))
+    with pytest.raises(CheckpointError, match=r"without the top 0\.2 of the face box"):
+        load_checkpoint(tmp_path / "ema.pth")
+    _saved_with_a_card_at(96, demo, tmp_path / "whole.pth")
+    write_card(tmp_path / "whole.pth", cut)
+    with pytest.raises(CheckpointError, match=r"its model card says 0\.2"):
+        load_checkpoint(tmp_path / "whole.pth")
+
+
 def test_model_version_is_the_files_short_sha256(demo: LoadedCheckpoint) -> None:
     digest = hashlib.sha256(demo.path.read_bytes()).hexdigest()
     assert demo.version == digest[:12]
