@@ -68,7 +68,7 @@ class FaceCache:
     def service_crops(self, indices: Sequence[int] | np.ndarray, *, top_cut: float) -> torch.Tensor:
         """(N, 3, 160, 160) uint8: each face as the service crops it for a model that leaves
         out `top_cut` of the box at the top (its card's `crop_top_cut`)."""
-        if top_cut == 0:  # the middle of each context crop, exactly
+        if top_cut == 0:  # the middle of each context crop: one slice of the mapped array
             end = CROP_OFFSET + CROP_SIZE
             crops = self.context[np.asarray(indices), CROP_OFFSET:end, CROP_OFFSET:end]
         else:
