@@ -168,7 +168,7 @@ class ModelCard:
         if not _is_integer(input_size) or input_size < MIN_INPUT_SIZE:
             raise CardError(f"{where}: input_size must be an integer >= {MIN_INPUT_SIZE}")
         crop_top_cut = data.get("crop_top_cut", 0.0)
-        if not _is_number(crop_top_cut) or not 0 <= crop_top_cut < MAX_CROP_TOP_CUT:
+        if not is_crop_top_cut(crop_top_cut):
             raise CardError(
                 f"{where}: crop_top_cut must be a number from 0 to below {MAX_CROP_TOP_CUT}"
             )
@@ -387,6 +387,11 @@ def _flag(data: dict[str, Any], key: str, where: str) -> bool:
     if not isinstance(value, bool):
         raise CardError(f"{where}: {key} must be true or false")
     return value
+
+
+def is_crop_top_cut(value: object) -> TypeGuard[int | float]:
+    """A share of the face box a model may leave out at the top: 0 to below MAX_CROP_TOP_CUT."""
+    return _is_number(value) and 0 <= value < MAX_CROP_TOP_CUT
 
 
 def _is_integer(value: object) -> TypeGuard[int]:

@@ -23,6 +23,7 @@ from detection.ml.card import (
     CardError,
     ModelCard,
     checkpoint_sha256,
+    is_crop_top_cut,
     read_card,
     remove_card,
     write_card,
@@ -229,7 +230,7 @@ def _saved_input_size(payload: object, path: Path) -> int | None:
 
 def _saved_crop_top_cut(payload: object, path: Path) -> float:
     cut = payload.get("crop_top_cut", 0.0) if isinstance(payload, dict) else 0.0
-    if not isinstance(cut, float | int) or not 0 <= cut < MAX_CROP_TOP_CUT:
+    if not is_crop_top_cut(cut):
         raise CheckpointError(f"{path}: crop_top_cut must be from 0 to below {MAX_CROP_TOP_CUT}")
     return float(cut)
 

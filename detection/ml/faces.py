@@ -34,7 +34,7 @@ from facenet_pytorch.models.utils.detect_face import (
 from PIL import Image
 from torchvision.ops import nms, roi_align
 
-from detection.ml.card import MAX_CROP_TOP_CUT
+from detection.ml.card import MAX_CROP_TOP_CUT, is_crop_top_cut
 
 CROP_SIZE = 160
 # MTCNN's P-Net looks at 12-pixel windows: a smaller minimum face would make it upsample.
@@ -244,7 +244,7 @@ def model_box(
     A model trained on tight face crops has never seen what lies at the top of MTCNN's box
     (hairline, hair, background): its card says how much to leave out (`crop_top_cut`).
     """
-    if not 0.0 <= top_cut < MAX_CROP_TOP_CUT:
+    if not is_crop_top_cut(top_cut):
         raise ValueError(f"top_cut must be from 0 to below {MAX_CROP_TOP_CUT}, not {top_cut}")
     x1, y1, x2, y2 = box
     side_cut = (x2 - x1) * top_cut / 2

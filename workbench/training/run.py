@@ -33,7 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from detection.ml.card import MAX_CROP_TOP_CUT, ModelCard
+from detection.ml.card import MAX_CROP_TOP_CUT, ModelCard, is_crop_top_cut
 from detection.ml.classifier import load_checkpoint, model_input, new_classifier, save_checkpoint
 from detection.ml.quality import laplacian_variance
 from detection.ml.storage import write_atomically
@@ -106,7 +106,7 @@ class RunConfig:
             raise TrainingError(f"unknown recipe {self.recipe!r}: choose one of {sorted(RECIPES)}")
         if self.input_size < 75:
             raise TrainingError("input_size must be at least 75")
-        if not 0 <= self.crop_top_cut < MAX_CROP_TOP_CUT:
+        if not is_crop_top_cut(self.crop_top_cut):
             raise TrainingError(f"crop_top_cut must be from 0 to below {MAX_CROP_TOP_CUT}")
         if self.epochs < 1 or self.batch_size < 2:
             raise TrainingError("epochs must be at least 1 and batch_size at least 2")
