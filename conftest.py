@@ -8,6 +8,7 @@ pipeline collect quickly.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
@@ -431,3 +432,16 @@ def analyzer(demo_checkpoint: Path) -> Analyzer:
     from detection.ml.pipeline import PipelineConfig, get_analyzer
 
     return get_analyzer(PipelineConfig(checkpoint=demo_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def cut_analyzer(demo_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Analyzer:
+    """The demo weights under a card that leaves out the top fifth of each face box."""
+    from detection.ml.classifier import load_checkpoint, save_checkpoint
+    from detection.ml.pipeline import PipelineConfig, get_analyzer
+
+    demo = load_checkpoint(demo_checkpoint)
+    assert demo.card is not None
+    path = tmp_path_factory.mktemp("models") / "cut.pth"
+    save_checkpoint(path, demo.state_dict, dataclasses.replace(demo.card, crop_top_cut=0.2))
+    return get_analyzer(PipelineConfig(checkpoint=path))

@@ -251,6 +251,29 @@ def model_box(
     return (x1 + side_cut, y1 + (y2 - y1) * top_cut, x2 - side_cut, y2)
 
 
+@dataclass(frozen=True)
+class FaceCrops:
+    """Two 160 px views of the same detected faces, (N, 3, 160, 160) float 0-255 each."""
+
+    model: torch.Tensor  # each box as the model's card says to cut it: scored and explained
+    whole: torch.Tensor  # each box whole: what the quality check's thresholds were set on
+
+
+def face_crops(
+    image: Image.Image, boxes: list[tuple[float, float, float, float]], *, top_cut: float
+) -> FaceCrops:
+    """The model's crops and the whole boxes' crops; one set of crops when nothing is cut.
+
+    The cut crop enlarges the box's lower part, so it measures softer than the whole box: a
+    quality check on it would call sharp faces blurry.
+    """
+    whole = crop_faces(image, boxes)
+    if not top_cut:
+        return FaceCrops(model=whole, whole=whole)
+    model = crop_faces(image, [model_box(box, top_cut) for box in boxes])
+    return FaceCrops(model=model, whole=whole)
+
+
 def clip_box(
     box: tuple[float, float, float, float], width: int, height: int
 ) -> tuple[float, float, float, float]:

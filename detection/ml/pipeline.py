@@ -17,10 +17,10 @@ from detection.ml.config import PipelineConfig
 from detection.ml.faces import (
     CROP_SIZE,
     DetectedFace,
+    FaceCrops,
     FaceDetector,
     clip_box,
-    crop_faces,
-    model_box,
+    face_crops,
 )
 from detection.ml.gradcam import grad_cam_maps
 from detection.ml.images import ImageSource, load_rgb_image
@@ -118,9 +118,9 @@ class Analyzer:
             mirror_average=checkpoint.mirror_average,
         )
 
-    def model_crops(self, image: Image.Image, faces: list[DetectedFace]) -> torch.Tensor:
-        """(N, 3, 160, 160) float 0-255: each face's box as the model's card says to cut it."""
-        return crop_faces(image, [model_box(face.box, self.crop_top_cut) for face in faces])
+    def face_crops(self, image: Image.Image, faces: list[DetectedFace]) -> FaceCrops:
+        """What the model sees of each face (its card may cut the box) and the whole box."""
+        return face_crops(image, [face.box for face in faces], top_cut=self.crop_top_cut)
 
     def analyze(self, image: ImageSource) -> AnalysisResult:
         """Raises UnreadableImageError for input that is not an image; no face is a result."""
@@ -128,10 +128,10 @@ class Analyzer:
         picture = load_rgb_image(image)
         clock.lap("decode")
         detected = self.detector.detect(picture)
-        crops = self.model_crops(picture, detected)
+        crops = self.face_crops(picture, detected)
         clock.lap("detect")
         if detected:
-            scored = self.classifier.classify(crops)
+            scored = self.classifier.classify(crops.model)
             probabilities = scored.probabilities
             clock.lap("classify")
             cams = grad_cam_maps(scored.activations, self.classifier.cam_gradient, CROP_SIZE)
@@ -142,7 +142,7 @@ class Analyzer:
             clock.lap("classify")
             clock.lap("explain")
 
-        crop_values = crops.numpy()
+        crop_values = crops.model.numpy()
         faces = [
             FaceResult(
                 index=position + 1,
@@ -153,15 +153,15 @@ class Analyzer:
                 quality=face_quality(
                     box=face.box,
                     landmarks=face.landmarks,
-                    crop=crop,
+                    crop=whole,
                     detection_probability=face.probability,
                     thresholds=self.quality_thresholds,
                 ),
                 crop=crop_image(crop),
                 heatmap=heatmap_overlay(crop, cam),
             )
-            for position, (face, probability, crop, cam) in enumerate(
-                zip(detected, probabilities, crop_values, cams, strict=True)
+            for position, (face, probability, crop, whole, cam) in enumerate(
+                zip(detected, probabilities, crop_values, crops.whole.numpy(), cams, strict=True)
             )
         ]
         overlay = annotated_image(

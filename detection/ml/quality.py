@@ -29,7 +29,7 @@ class QualityReason(StrEnum):
 @dataclass(frozen=True)
 class QualityThresholds:
     min_size_px: int = 60  # the box's shorter side in the original image
-    min_sharpness: float = 8.0  # variance of the Laplacian of the gray 160x160 crop
+    min_sharpness: float = 8.0  # variance of the Laplacian of the whole box's gray 160x160 crop
     max_yaw: float = 0.6  # the nose's sideways offset from between the eyes, in eye distances
     min_detection: float = 0.97  # MTCNN's probability that this is a face
 
@@ -55,7 +55,8 @@ def face_quality(
     detection_probability: float,
     thresholds: QualityThresholds,
 ) -> FaceQuality:
-    """`crop` is the (3, 160, 160) 0-255 crop the classifier sees."""
+    """`crop` is the (3, 160, 160) 0-255 crop of the whole detected box, the crop the
+    thresholds were set on, even where the model's card cuts the box (`faces.face_crops`)."""
     size_px = round(min(box[2] - box[0], box[3] - box[1]))
     sharpness = laplacian_variance(crop)
     yaw = sideways_turn(landmarks)

@@ -224,7 +224,8 @@ class _VideoAnalysis:
     def _detect(self, sample: int, time_s: float, image: Image.Image) -> None:
         analyzer = self.analyzer
         detected = analyzer.detector.detect(image)
-        crops = analyzer.model_crops(image, detected).numpy()
+        views = analyzer.face_crops(image, detected)
+        crops = views.model.numpy()
         track_numbers = self.linker.link(
             sample,
             [face.box for face in detected],
@@ -233,7 +234,9 @@ class _VideoAnalysis:
             else np.zeros((0, 1)),
         )
         faces = []
-        for face, crop, number in zip(detected, crops, track_numbers, strict=True):
+        for face, crop, whole, number in zip(
+            detected, crops, views.whole.numpy(), track_numbers, strict=True
+        ):
             while number >= len(self.tracks):
                 self.tracks.append(_TrackState())
             record = _Face(
@@ -245,7 +248,7 @@ class _VideoAnalysis:
                 quality=face_quality(
                     box=face.box,
                     landmarks=face.landmarks,
-                    crop=crop,
+                    crop=whole,
                     detection_probability=face.probability,
                     thresholds=analyzer.quality_thresholds,
                 ),

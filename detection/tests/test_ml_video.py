@@ -202,6 +202,21 @@ def test_a_clip_with_a_cut_gives_one_track_per_person_with_a_timeline(
     assert result.overlay.size == (960, 540)
 
 
+def test_a_model_that_cuts_the_face_box_judges_quality_on_the_whole_box(
+    analyzer: Analyzer, cut_analyzer: Analyzer
+) -> None:
+    # One frame a second: both samples show the same frame, so each track holds that face.
+    clip = encode_clip(["real_frame_1"], seconds_each=1, fps=1)
+    whole, cut = (
+        analyze_video(
+            model, io.BytesIO(clip), demuxer="mp4", sampling=VideoSampling(), limits=NO_LIMITS
+        ).tracks[0]
+        for model in (analyzer, cut_analyzer)
+    )
+    assert cut.worst.quality == whole.worst.quality
+    assert cut.worst.fake_probability != pytest.approx(whole.worst.fake_probability)
+
+
 def test_a_clip_without_faces_has_none(analyzer: Analyzer) -> None:
     blank = Image.linear_gradient("L").resize((320, 240)).convert("RGB")
     result = analyze_video(

@@ -231,6 +231,21 @@ def test_a_model_that_cuts_the_top_of_the_box_never_sees_the_band_the_cache_inve
     assert red_rows(crops[1]) > 0, "the band at the bottom (flipped) is inside the crop"
 
 
+def test_a_cut_models_frames_check_judges_the_faces_the_service_judges(
+    samples_dir: Path, tmp_path: Path
+) -> None:
+    # The quality check measures the whole box, whatever the model sees: a run that cuts the
+    # box counts the same frames as the service, with crops of its own. (fake_frame_0's
+    # smaller face is sharp enough whole and, enlarged, too soft cut.)
+    images = [(samples_dir / "fake_frame_0.jpg", 1), (samples_dir / "real_frame_1.jpg", 0)]
+    whole, cut = (
+        frame_faces(images, cache_root=tmp_path, top_cut=top_cut) for top_cut in (0.0, 0.2)
+    )
+    assert np.array_equal(cut.judged, whole.judged) and whole.judged.all()
+    assert np.array_equal(cut.image_of_face, whole.image_of_face)
+    assert not torch.equal(cut.crops, whole.crops)
+
+
 # --- calibration -------------------------------------------------------------------------
 
 

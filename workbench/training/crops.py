@@ -24,14 +24,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from detection.ml.faces import CROP_SIZE, FaceDetector, crop_faces, model_box
+from detection.ml.faces import CROP_SIZE, FaceDetector, face_crops, model_box
 from detection.ml.images import load_rgb_image
 from detection.ml.quality import QualityThresholds, face_quality
 from workbench.training.data import LabelledFace
 
 # Bump when the preparation below changes, so that a stale cache is never reused.
 PREPARATION_VERSION = 2
-_FRAMES_FORMAT = 2  # 2: each frame face's quality verdict
+_FRAMES_FORMAT = 3  # 2: each frame face's quality verdict; 3: judged on the whole box
 CONTEXT_SCALE = 1.25
 CONTEXT_SIZE = round(CROP_SIZE * CONTEXT_SCALE)  # 200: the service crop is the middle 160
 CROP_OFFSET = (CONTEXT_SIZE - CROP_SIZE) // 2
@@ -264,9 +264,9 @@ def frame_faces(
     for number, (path, _) in enumerate(images):
         picture = load_rgb_image(path)
         detected = detector.detect(picture)
-        found = crop_faces(picture, [model_box(face.box, top_cut) for face in detected])
-        crops.append(found.round().clamp(0, 255).to(torch.uint8))
-        owners.extend([number] * len(found))
+        found = face_crops(picture, [face.box for face in detected], top_cut=top_cut)
+        crops.append(found.model.round().clamp(0, 255).to(torch.uint8))
+        owners.extend([number] * len(found.model))
         judged.extend(
             face_quality(
                 box=face.box,
@@ -275,7 +275,7 @@ def frame_faces(
                 detection_probability=face.probability,
                 thresholds=QualityThresholds(),
             ).ok
-            for face, crop in zip(detected, found.numpy(), strict=True)
+            for face, crop in zip(detected, found.whole.numpy(), strict=True)
         )
     faces = FrameFaces(
         crops=torch.cat(crops) if crops else torch.empty((0, 3, CROP_SIZE, CROP_SIZE)),
