@@ -33,7 +33,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from deepfake_site.api import refuse_empty_parameters
 from detection import selectors
 from detection.forms import SubmissionFilterForm
-from detection.ml.card import GroupVerdicts
+from detection.ml.card import NETWORKS, GroupVerdicts
 from detection.ml.quality import QualityReason
 from detection.models import Face, Submission, Track
 from detection.upload_gate import FileOutcome, UploadRefused, uploads_accept
@@ -724,6 +724,11 @@ class ModelCardSerializer(serializers.Serializer[selectors.RunningModel]):
     )
     card_problem = serializers.CharField(
         allow_null=True, help_text="Why the model card could not be read, if it could not."
+    )
+    network = serializers.ChoiceField(
+        choices=NETWORKS,
+        source="card.network",
+        help_text="inception_resnet_v1 (facenet-pytorch) or face_resnet (dlib's face network).",
     )
     input_size = serializers.IntegerField(source="card.input_size")
     crop_top_cut = serializers.FloatField(

@@ -32,6 +32,12 @@ MIN_INPUT_SIZE = 75
 # The most of a face box's height a model may leave out at the top (`crop_top_cut`): half
 # the box would cut into the eyes.
 MAX_CROP_TOP_CUT = 0.5
+# The networks a checkpoint's weights can be for (built by `classifier.new_classifier`):
+# facenet-pytorch's InceptionResnetV1, and dlib's face recognition ResNet with a real/fake
+# logit (`detection.ml.face_resnet`).
+INCEPTION_RESNET_V1 = "inception_resnet_v1"
+FACE_RESNET = "face_resnet"
+NETWORKS = (INCEPTION_RESNET_V1, FACE_RESNET)
 # Below this ROC AUC outside the training data, every score carries the card's caution.
 WEAK_AUC = 0.8
 # The plots stored beside a checkpoint, which the model card page serves.
@@ -109,6 +115,7 @@ class Evaluation:
 class ModelCard:
     name: str
     trained: bool
+    network: str = INCEPTION_RESNET_V1  # one of NETWORKS; cards that say nothing mean the first
     input_size: int = DEFAULT_INPUT_SIZE
     # The share of MTCNN's box height the model's crop leaves out at the top (see
     # `detection.ml.faces.model_box`); 0 for models trained on the whole box.
@@ -164,6 +171,9 @@ class ModelCard:
         trained = data.get("trained", False)
         if not isinstance(trained, bool):
             raise CardError(f"{where}: trained must be true or false")
+        network = data.get("network", INCEPTION_RESNET_V1)
+        if network not in NETWORKS:
+            raise CardError(f"{where}: network must be one of {', '.join(NETWORKS)}")
         input_size = data.get("input_size", DEFAULT_INPUT_SIZE)
         if not _is_integer(input_size) or input_size < MIN_INPUT_SIZE:
             raise CardError(f"{where}: input_size must be an integer >= {MIN_INPUT_SIZE}")
@@ -175,6 +185,7 @@ class ModelCard:
         return cls(
             name=name,
             trained=trained,
+            network=network,
             input_size=input_size,
             crop_top_cut=float(crop_top_cut),
             created=_text(data, "created", where),

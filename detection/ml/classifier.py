@@ -6,7 +6,7 @@ import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -18,7 +18,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from detection.ml.card import (
     DEFAULT_INPUT_SIZE,
+    FACE_RESNET,
+    INCEPTION_RESNET_V1,
     MAX_CROP_TOP_CUT,
+    NETWORKS,
     Calibration,
     CardError,
     ModelCard,
@@ -28,6 +31,7 @@ from detection.ml.card import (
     remove_card,
     write_card,
 )
+from detection.ml.face_resnet import FaceResNet
 from detection.ml.runtime import (
     ForwardPass,
     OnnxOptions,
@@ -50,6 +54,7 @@ class ModelInfo:
     sha256: str  # the checkpoint file's whole hash
     name: str
     trained: bool
+    network: str
     input_size: int
     card: ModelCard | None
     flag_threshold: float
@@ -64,6 +69,7 @@ class ModelInfo:
             "version": self.version,
             "checkpoint_sha256": self.sha256,
             "trained": self.trained,
+            "network": self.network,
             "input_size": self.input_size,
             "mirror_average": bool(self.card and self.card.mirror_average),
             "thresholds": {
@@ -87,10 +93,12 @@ class LoadedCheckpoint:
     sha256: str
     card: ModelCard | None = None
     # The size the file itself says its weights see faces at (our files; the published one
-    # does not say), and the share of the box they leave out at the top (files of models
-    # that cut it): what a file separated from its card is still read with.
+    # does not say), the share of the box they leave out at the top (files of models that
+    # cut it) and their network (files of other networks than the published one's): what a
+    # file separated from its card is still read with.
     saved_input_size: int | None = None
     saved_crop_top_cut: float = 0.0
+    saved_network: str = INCEPTION_RESNET_V1
 
     @property
     def version(self) -> str:
@@ -105,6 +113,10 @@ class LoadedCheckpoint:
     @property
     def crop_top_cut(self) -> float:
         return self.card.crop_top_cut if self.card else self.saved_crop_top_cut
+
+    @property
+    def network(self) -> str:
+        return self.card.network if self.card else self.saved_network
 
     @property
     def calibration(self) -> Calibration:
@@ -123,6 +135,7 @@ class LoadedCheckpoint:
             name=self.card.name if self.card else self.path.stem,
             # Without a card nothing says the weights were trained; claim only what is known.
             trained=bool(self.card and self.card.trained),
+            network=self.network,
             input_size=self.input_size,
             card=self.card,
             flag_threshold=thresholds.flag if thresholds else flag_threshold,
@@ -130,9 +143,18 @@ class LoadedCheckpoint:
         )
 
 
-def new_classifier() -> InceptionResnetV1:
-    """The original architecture, freshly initialised; never `pretrained=`, which downloads."""
-    return InceptionResnetV1(pretrained=None, classify=True, num_classes=1).eval()
+@overload
+def new_classifier() -> InceptionResnetV1: ...
+@overload
+def new_classifier(network: str) -> nn.Module: ...
+def new_classifier(network: str = INCEPTION_RESNET_V1) -> nn.Module:
+    """A network of the card's kind, freshly initialised; InceptionResnetV1 never with
+    `pretrained=`, which downloads."""
+    if network == FACE_RESNET:
+        return FaceResNet().eval()
+    if network == INCEPTION_RESNET_V1:
+        return InceptionResnetV1(pretrained=None, classify=True, num_classes=1).eval()
+    raise ValueError(f"unknown network {network!r}: one of {', '.join(NETWORKS)}")
 
 
 def save_checkpoint(
@@ -141,6 +163,7 @@ def save_checkpoint(
     card: ModelCard | None,
     *,
     input_size: int | None = None,
+    network: str | None = None,
     epoch: int = 0,
     validation_loss: float = math.nan,
 ) -> None:
@@ -151,11 +174,15 @@ def save_checkpoint(
     (the card's, or `input_size` for weights without a card) goes into the file as well: a
     copy that leaves its card behind is still read at the size it was trained at, not at
     the published model's 256 px, where its scores mean nothing. So does the card's
-    `crop_top_cut`, where it cuts anything.
+    `crop_top_cut`, where it cuts anything, and its network (the card's, or `network`), where
+    it is not the published one's.
     """
     if card is not None and input_size not in (None, card.input_size):
         raise ValueError(f"input_size {input_size} contradicts the card's {card.input_size}")
+    if card is not None and network not in (None, card.network):
+        raise ValueError(f"network {network} contradicts the card's {card.network}")
     size = card.input_size if card is not None else input_size
+    kind = card.network if card is not None else network or INCEPTION_RESNET_V1
     payload = {
         "model_state_dict": state_dict,
         "epoch": epoch,
@@ -163,6 +190,7 @@ def save_checkpoint(
         "validation_loss": validation_loss,
         **({"input_size": size} if size is not None else {}),
         **({"crop_top_cut": card.crop_top_cut} if card and card.crop_top_cut else {}),
+        **({"network": kind} if kind != INCEPTION_RESNET_V1 else {}),
     }
     write_atomically(Path(path), lambda handle: torch.save(payload, handle))
     if card is None:
@@ -185,11 +213,17 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
         # torch.load reports damage as any of a dozen exception types (zip, pickle, EOF, ...).
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
     state_dict = _state_dict_from(payload, path)
-    _check_against_architecture(state_dict, path)
     try:
         card = read_card(path)
     except CardError as exc:
         raise CheckpointError(str(exc)) from exc
+    saved_network = _saved_network(payload, path)
+    if card and card.network != saved_network:
+        raise CheckpointError(
+            f"{path} holds {saved_network} weights but its model card says {card.network}: "
+            "the card belongs to other weights"
+        )
+    _check_against_architecture(state_dict, path, saved_network)
     saved_input_size = _saved_input_size(payload, path)
     if card and saved_input_size and card.input_size != saved_input_size:
         raise CheckpointError(
@@ -211,13 +245,14 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
         card=card,
         saved_input_size=saved_input_size,
         saved_crop_top_cut=saved_crop_top_cut,
+        saved_network=saved_network,
     )
 
 
 def verify_checkpoint(path: Path) -> LoadedCheckpoint:
     """Raise CheckpointError unless the file loads into the classifier; used before installing."""
     loaded = load_checkpoint(path)
-    build_classifier(loaded.state_dict)
+    build_classifier(loaded.state_dict, loaded.network)
     return loaded
 
 
@@ -233,6 +268,13 @@ def _saved_crop_top_cut(payload: object, path: Path) -> float:
     if not is_crop_top_cut(cut):
         raise CheckpointError(f"{path}: crop_top_cut must be from 0 to below {MAX_CROP_TOP_CUT}")
     return float(cut)
+
+
+def _saved_network(payload: object, path: Path) -> str:
+    network = payload.get("network", INCEPTION_RESNET_V1) if isinstance(payload, dict) else None
+    if network not in NETWORKS:
+        raise CheckpointError(f"{path}: network must be one of {', '.join(NETWORKS)}")
+    return str(network)
 
 
 def _state_dict_from(payload: object, path: Path) -> dict[str, torch.Tensor]:
@@ -255,8 +297,12 @@ def _state_dict_from(payload: object, path: Path) -> dict[str, torch.Tensor]:
     }
 
 
-def _check_against_architecture(state_dict: dict[str, torch.Tensor], path: Path) -> None:
-    expected = {key: tuple(value.shape) for key, value in new_classifier().state_dict().items()}
+def _check_against_architecture(
+    state_dict: dict[str, torch.Tensor], path: Path, network: str
+) -> None:
+    expected = {
+        key: tuple(value.shape) for key, value in new_classifier(network).state_dict().items()
+    }
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = sorted(
@@ -272,10 +318,7 @@ def _check_against_architecture(state_dict: dict[str, torch.Tensor], path: Path)
     if mismatched:
         problems.append(f"shape mismatches: {_listed(mismatched)}")
     if problems:
-        raise CheckpointError(
-            f"{path} does not fit InceptionResnetV1(classify=True, num_classes=1): "
-            + "; ".join(problems)
-        )
+        raise CheckpointError(f"{path} does not fit the {network} network: " + "; ".join(problems))
 
 
 def _listed(items: list[str]) -> str:
@@ -284,8 +327,10 @@ def _listed(items: list[str]) -> str:
     return f"{shown} (and {more} more)" if more > 0 else shown
 
 
-def build_classifier(state_dict: dict[str, torch.Tensor]) -> InceptionResnetV1:
-    model = new_classifier()
+def build_classifier(
+    state_dict: dict[str, torch.Tensor], network: str = INCEPTION_RESNET_V1
+) -> nn.Module:
+    model = new_classifier(network)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
@@ -304,8 +349,13 @@ def model_input(crops: torch.Tensor, *, input_size: int) -> torch.Tensor:
     return resized / 255.0
 
 
-def cam_layer(model: InceptionResnetV1) -> nn.Module:
-    """The original Grad-CAM target: the last convolution of block8's second branch."""
+def cam_layer(model: nn.Module) -> nn.Module:
+    """The Grad-CAM target, after which the network is affine up to the logit: for
+    InceptionResnetV1 the original one, the last convolution of block8's second branch; for
+    FaceResNet its last residual unit (then the average pool and the logit)."""
+    if isinstance(model, FaceResNet):
+        return model.units[-1]
+    assert isinstance(model, InceptionResnetV1)
     return model.block8.branch1[-1]
 
 
@@ -332,6 +382,7 @@ class FaceClassifier:
         *,
         input_size: int,
         device: torch.device,
+        network: str = INCEPTION_RESNET_V1,
         calibration: Calibration = Calibration(),  # noqa: B008 (frozen, so shared safely)
         onnx: OnnxOptions | None = None,
         mirror_average: bool = False,
@@ -342,7 +393,7 @@ class FaceClassifier:
         self.calibration = calibration
         self.mirror_average = mirror_average
         self.device = device
-        reference = build_classifier(state_dict).to(device)
+        reference = build_classifier(state_dict, network).to(device)
         self.cam_gradient = logit_gradient_at_cam_layer(reference, input_size)
         self._forward: ForwardPass
         if onnx is None:
@@ -379,7 +430,7 @@ class FaceClassifier:
         )
 
 
-def logit_gradient_at_cam_layer(model: InceptionResnetV1, input_size: int) -> np.ndarray:
+def logit_gradient_at_cam_layer(model: nn.Module, input_size: int) -> np.ndarray:
     """d(logit)/d(activation) at the Grad-CAM layer, shape (C, h, w); input-independent."""
     captured: list[torch.Tensor] = []
 
@@ -405,7 +456,7 @@ def logit_gradient_at_cam_layer(model: InceptionResnetV1, input_size: int) -> np
     return gradient[0].cpu().numpy()
 
 
-def _inference_copy(model: InceptionResnetV1) -> InceptionResnetV1:
+def _inference_copy(model: nn.Module) -> nn.Module:
     # Folding each eval-mode batch norm into its convolution and using channels-last memory
     # lets oneDNN run the network about 1.3x faster on the CPU; the output differs from the
     # unfused model only by float rounding (~1e-7), far inside the parity tolerance.

@@ -111,6 +111,7 @@ class Analyzer:
             onnx = OnnxOptions(graph_path=graph_path, num_threads=threads)
         self.classifier = FaceClassifier(
             checkpoint.state_dict,
+            network=checkpoint.network,
             input_size=checkpoint.input_size,
             calibration=checkpoint.calibration,
             device=device,

@@ -188,6 +188,7 @@ def running_model(tmp_path: Any, settings: Any) -> Any:
         "format": 2,
         "name": "faceproof-test",
         "trained": True,
+        "network": "face_resnet",
         "input_size": 160,
         "crop_top_cut": 0.2,
         "thresholds": {"flag": 0.74, "uncertain": 0.67, "selection": "2 % / 5 % of real photos"},
@@ -221,7 +222,7 @@ def test_the_running_models_card_is_readable_by_integrations(
     assert body["name"] == "faceproof-test" and body["trained"] and body["installed"]
     assert body["version"] == hashlib.sha256(b"weights").hexdigest()[:12]
     assert (body["flag_threshold"], body["uncertain_threshold"]) == (0.74, 0.67)
-    assert (body["input_size"], body["crop_top_cut"]) == (160, 0.2)
+    assert (body["network"], body["input_size"], body["crop_top_cut"]) == ("face_resnet", 160, 0.2)
     assert body["threshold_selection"] == "2 % / 5 % of real photos"
     assert body["calibration"] == {"temperature": 0.8, "bias": 0.05, "method": "Platt scaling"}
     assert body["training_data"] == {"dataset": "DFDC crops", "licence": "research only"}

@@ -206,6 +206,7 @@ def _card_with_group(**group: object) -> str:
         ('{"name": "m", "input_size": "big"}', "input_size"),
         ('{"name": "m", "crop_top_cut": 0.5}', "crop_top_cut must be a number from 0 to below"),
         ('{"name": "m", "crop_top_cut": -0.1}', "crop_top_cut"),
+        ('{"name": "m", "network": "resnet50"}', "network must be one of inception_resnet_v1"),
         ('{"name": "m", "calibration": {"temperature": 0}}', "temperature"),
         ('{"name": "m", "calibration": {"temperature": 1, "bias": "high"}}', "bias"),
         ('{"name": "m", "trained": "yes"}', "trained must be true or false"),

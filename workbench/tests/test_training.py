@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 from PIL import Image
 
 from detection.ml.card import (
+    FACE_RESNET,
     Calibration,
     Evaluation,
     GroupVerdicts,
@@ -28,6 +29,7 @@ from detection.ml.card import (
     write_card,
 )
 from detection.ml.classifier import load_checkpoint
+from workbench.tests.dlib_files import write_dlib_file
 from workbench.tests.face_sets import tight_faces
 from workbench.training.augment import jittered_crop, photo_damage
 from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
@@ -431,7 +433,13 @@ def finished_model(
     config = run_config(face_sets, tmp_path / "run", epochs=1)
     train(config, resume=False, progress=False, log=lambda _: None)
     output = tmp_path / "models" / "tiny.pth"
-    card = finish(
+    return output, finished(config, output, gan_dir=gan_dir, samples_dir=samples_dir)
+
+
+def finished(
+    config: RunConfig, output: Path, *, gan_dir: Path | None, samples_dir: Path | None
+) -> ModelCard:
+    return finish(
         FinishConfig(
             workdir=config.workdir,
             output=output,
@@ -439,12 +447,11 @@ def finished_model(
             utkface_dir=config.utkface_dir,
             gan_dir=gan_dir,
             samples_dir=samples_dir,
-            name="tiny",
+            name=output.stem,
             command="test",
         ),
         log=lambda _: None,
     )
-    return output, card
 
 
 class _Blurriness(torch.nn.Module):
@@ -621,6 +628,38 @@ def test_a_warm_start_can_keep_its_first_blocks(face_sets: Path, tmp_path: Path)
     stem = [key for key in start if key.startswith(("conv2d_", "maxpool_"))]
     assert stem and all(torch.equal(exported[key], start[key]) for key in stem)
     assert not torch.equal(exported["block8.conv2d.weight"], start["block8.conv2d.weight"])
+
+
+def test_a_face_resnet_run_starts_from_dlib_weights_and_finishes_as_one(
+    face_sets: Path, tmp_path: Path
+) -> None:
+    write_dlib_file(tmp_path / "dlib.dat", np.random.default_rng(0), spread=0.05)
+    call_command(
+        "import_face_resnet",
+        str(tmp_path / "dlib.dat"),
+        output=tmp_path / "dlib.pth",
+        stdout=io.StringIO(),
+    )
+    start = load_checkpoint(tmp_path / "dlib.pth")
+    assert (start.network, start.input_size, start.card) == (FACE_RESNET, 150, None)
+    config = run_config(face_sets, tmp_path / "run", epochs=1, init=tmp_path / "dlib.pth")
+    train(config, resume=False, progress=False, log=lambda _: None)
+    averaged = load_checkpoint(config.ema_path)
+    assert averaged.card is not None and averaged.card.network == FACE_RESNET
+    assert averaged.state_dict["logit.weight"].any(), "the real/fake logit has learned"
+    output = tmp_path / "face-resnet.pth"
+    card = finished(config, output, gan_dir=None, samples_dir=None)
+    assert card.network == FACE_RESNET and "dlib" in card.architecture
+    assert load_checkpoint(output).network == FACE_RESNET
+    with pytest.raises(TrainingError, match="blocks of InceptionResnetV1 only"):
+        train(
+            run_config(
+                face_sets, tmp_path / "frozen", init=tmp_path / "dlib.pth", train_from="repeat_1"
+            ),
+            resume=False,
+            progress=False,
+            log=lambda _: None,
+        )
 
 
 def test_frozen_blocks_need_a_warm_start_and_a_real_block(face_sets: Path, tmp_path: Path) -> None:

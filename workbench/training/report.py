@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from detection.ml.card import (
+    FACE_RESNET,
+    INCEPTION_RESNET_V1,
     Calibration,
     Evaluation,
     ModelCard,
@@ -52,6 +54,18 @@ TRAINING_EVALUATIONS = (DFDC_VALIDATION, UTKFACE_PHOTOS, GAN_FACES)
 _RECIPES_WITH_PHOTOS = ("mix", "sbi")
 _DFDC = "DFDC (DeepFake Detection Challenge; Meta, AWS, Partnership on AI)"
 _SCORING_BATCH = 128
+# How a card describes the network its weights are for.
+ARCHITECTURES = {
+    INCEPTION_RESNET_V1: (
+        "InceptionResnetV1 (facenet-pytorch), classify=True, one logit; trained from random "
+        "initialisation"
+    ),
+    FACE_RESNET: (
+        "FaceResNet: dlib's face recognition ResNet without its last unit, with one real/fake "
+        "logit, fine-tuned here from dlib's weights (dlib_face_recognition_resnet_model_v1 by "
+        "Davis E. King, CC0, trained to tell about three million faces apart)"
+    ),
+}
 # Among real faces, how closely a model's scores follow blur (Spearman, against the negative
 # Laplacian variance the quality check uses): above BLUR_NOTICE the summary warns moderators.
 BLUR_CORRELATION = "blur_rank_correlation_reals"
@@ -84,10 +98,11 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         raise TrainingError(f"{config.workdir} holds no finished epoch (ema.pth, history.json)")
     history = json.loads(history_file.read_text())
     run = history["config"]
+    averaged = load_checkpoint(ema)
     # The shipped file holds fp16 weights: measure exactly those.
     shipped = {
         key: value.half() if value.is_floating_point() else value
-        for key, value in load_checkpoint(ema).state_dict.items()
+        for key, value in averaged.state_dict.items()
     }
     data = load_training_data(
         config.dfdc_dir,
@@ -99,6 +114,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
     crop_top_cut = run.get("crop_top_cut", 0.0)
     serving, evaluations, curves = _fit_and_measure(
         shipped,
+        network=averaged.network,
         input_size=run["input_size"],
         crop_top_cut=crop_top_cut,
         data=data,
@@ -110,13 +126,11 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
     card = ModelCard(
         name=config.name,
         trained=True,
+        network=averaged.network,
         input_size=run["input_size"],
         crop_top_cut=crop_top_cut,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        architecture=(
-            "InceptionResnetV1 (facenet-pytorch), classify=True, one logit; trained from random "
-            "initialisation (no pretrained face weights are reachable offline)"
-        ),
+        architecture=ARCHITECTURES[averaged.network],
         training_data=_training_data(data, run["recipe"]),
         thresholds=serving.thresholds,
         mirror_average=serving.mirror_average,
@@ -176,6 +190,7 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
     )
     score = _scorer(
         loaded.state_dict,
+        network=card.network,
         input_size=card.input_size,
         crop_top_cut=card.crop_top_cut,
         mirror_average=card.mirror_average,
@@ -216,6 +231,7 @@ def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = p
     )
     serving, evaluations, curves = _fit_and_measure(
         loaded.state_dict,
+        network=card.network,
         input_size=card.input_size,
         crop_top_cut=card.crop_top_cut,
         data=data,
@@ -286,6 +302,7 @@ class _Serving:
 def _fit_and_measure(
     weights: dict[str, torch.Tensor],
     *,
+    network: str,
     input_size: int,
     crop_top_cut: float,
     data: TrainingData,
@@ -296,7 +313,12 @@ def _fit_and_measure(
     """What `finish` and `refit` share: the serving settings fitted, then the held-out sets
     measured with them."""
     serving = _fit_serving(
-        weights, input_size=input_size, crop_top_cut=crop_top_cut, data=data, log=log
+        weights,
+        network=network,
+        input_size=input_size,
+        crop_top_cut=crop_top_cut,
+        data=data,
+        log=log,
     )
     evaluations, curves = _held_out_evaluations(
         serving.score,
@@ -315,6 +337,7 @@ def _fit_and_measure(
 def _fit_serving(
     weights: dict[str, torch.Tensor],
     *,
+    network: str,
     input_size: int,
     crop_top_cut: float,
     data: TrainingData,
@@ -329,6 +352,7 @@ def _fit_serving(
     for mirror_average in (False, True):
         score = _scorer(
             weights,
+            network=network,
             input_size=input_size,
             crop_top_cut=crop_top_cut,
             mirror_average=mirror_average,
@@ -503,6 +527,7 @@ def _plot_held_out(checkpoint: Path, name: str, curves: Curves) -> None:
 def _scorer(
     state_dict: dict[str, torch.Tensor],
     *,
+    network: str,
     input_size: int,
     crop_top_cut: float,
     mirror_average: bool,
@@ -513,6 +538,7 @@ def _scorer(
             key: value.float() if value.is_floating_point() else value
             for key, value in state_dict.items()
         },
+        network=network,
         input_size=input_size,
         device=torch.device("cpu"),
         mirror_average=mirror_average,

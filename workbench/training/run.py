@@ -33,7 +33,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from detection.ml.card import MAX_CROP_TOP_CUT, ModelCard, is_crop_top_cut
+from detection.ml.card import (
+    INCEPTION_RESNET_V1,
+    MAX_CROP_TOP_CUT,
+    ModelCard,
+    is_crop_top_cut,
+)
 from detection.ml.classifier import load_checkpoint, model_input, new_classifier, save_checkpoint
 from detection.ml.quality import laplacian_variance
 from detection.ml.storage import write_atomically
@@ -449,9 +454,14 @@ class Run:
         torch.manual_seed(config.seed)
         self.config = config
         self.device = device
-        self.model = new_classifier().to(device)
-        if config.init is not None:
-            self.model.load_state_dict(load_checkpoint(config.init).state_dict)
+        # The network is the warm start's: FaceResNet runs start from dlib's weights.
+        warm_start = load_checkpoint(config.init) if config.init is not None else None
+        self.network = warm_start.network if warm_start else INCEPTION_RESNET_V1
+        if config.train_from is not None and self.network != INCEPTION_RESNET_V1:
+            raise TrainingError("--train-from names blocks of InceptionResnetV1 only")
+        self.model = new_classifier(self.network).to(device)
+        if warm_start is not None:
+            self.model.load_state_dict(warm_start.state_dict)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.frozen = frozen_blocks(self.model, config.train_from)
         self.steps_per_epoch = steps_per_epoch
@@ -576,6 +586,7 @@ class Run:
         card = ModelCard(
             name=f"{self.config.workdir.name}, epoch {self.progress.epoch} (unfinished)",
             trained=False,
+            network=self.network,
             input_size=self.config.input_size,
             crop_top_cut=self.config.crop_top_cut,
             summary=[
