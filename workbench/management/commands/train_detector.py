@@ -30,8 +30,9 @@ RUN_SETTINGS = {
 
 class Command(BaseCommand):
     help = (
-        "Train InceptionResnetV1 on real faces, their self-blended fakes and DFDC fakes "
-        "(--recipe), saving the whole state every few minutes under --workdir; --resume "
+        "Train the classifier (InceptionResnetV1, or FaceResNet when --init holds dlib's face "
+        "weights from import_face_resnet) on real faces, their self-blended fakes and DFDC "
+        "fakes (--recipe), saving the whole state every few minutes under --workdir; --resume "
         "continues a stopped run with its saved settings. --finish turns a run's EMA weights "
         "into a calibrated fp16 checkpoint with its model card and plots. --remeasure "
         "measures a model on the held-out sets with its own calibration and thresholds and "
@@ -82,7 +83,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--init",
             type=Path,
-            help="warm-start from this checkpoint (with --resume, the saved run's)",
+            help="warm-start from this checkpoint, whose network the run trains (with --resume, "
+            "the saved run's)",
         )
         parser.add_argument(
             "--train-from",
