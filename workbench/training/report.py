@@ -140,7 +140,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
             **_training_facts(history, config.command),
             "mirror_average": serving.mirror_note,
         },
-        limitations=limitations(run["recipe"]),
+        limitations=limitations(run["recipe"], averaged.network),
     )
     save_checkpoint(config.output, shipped, card, epoch=history["epoch"])
     card = _with_frames_and_summary(card, config.output, config.samples_dir, curves)
@@ -209,7 +209,7 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
     for key, measured in evaluations.items():
         card = card.with_evaluation(key, measured)
     # Limitations written for an older card can contradict the new numbers.
-    card = dataclasses.replace(card, limitations=limitations(recipe))
+    card = dataclasses.replace(card, limitations=limitations(recipe, card.network))
     card = _with_frames_and_summary(card, config.checkpoint, config.samples_dir, curves)
     write_card(config.checkpoint, card)
     _plot_held_out(config.checkpoint, card.name, curves)
@@ -246,7 +246,7 @@ def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = p
         mirror_average=serving.mirror_average,
         calibration=serving.calibration,
         evaluations=evaluations,
-        limitations=limitations(recipe),
+        limitations=limitations(recipe, card.network),
         training={
             **card.training,
             "mirror_average": serving.mirror_note,
@@ -762,11 +762,23 @@ _SOURCE_LIMITATIONS = {
         "methods and other sources can pass as real."
     ),
 }
-_LIMITATIONS = [
+# How far its start leaves it behind state-of-the-art detectors, by network.
+_START_LIMITATIONS = {
+    INCEPTION_RESNET_V1: (
+        "It was trained from scratch on a CPU with no pretrained face features; it is far "
+        "weaker than state-of-the-art detectors."
+    ),
+    FACE_RESNET: (
+        "It starts from face features learnt to tell people apart (dlib's face recognition "
+        "network), not to find manipulation, and was fine-tuned on a CPU; it is far weaker "
+        "than state-of-the-art detectors."
+    ),
+}
+_OUT_OF_SCOPE = (
     "It is not built for faces generated whole (GAN or diffusion), lip-sync or expression "
-    "transfer without a blended face boundary.",
-    "It was trained from scratch on a CPU with no pretrained face features; it is far weaker "
-    "than state-of-the-art detectors.",
+    "transfer without a blended face boundary."
+)
+_LIMITATIONS = [
     "It judges one still face crop at a time; it cannot use motion, audio or several frames.",
     "Small faces (under about 60 pixels), faces in profile, covered, heavily filtered or many "
     "times re-compressed faces make its scores unreliable.",
@@ -774,11 +786,13 @@ _LIMITATIONS = [
 ]
 
 
-def limitations(recipe: str) -> list[str]:
+def limitations(recipe: str, network: str = INCEPTION_RESNET_V1) -> list[str]:
     """What a model trained with this recipe cannot do, in words a moderator reads."""
     data = "DFDC and UTKFace" if recipe in _RECIPES_WITH_PHOTOS else "DFDC data"
     return [
         _SOURCE_LIMITATIONS[recipe],
+        _OUT_OF_SCOPE,
+        _START_LIMITATIONS[network],
         *_LIMITATIONS,
         f"Research licence: {data} may be used for non-commercial research only.",
     ]
