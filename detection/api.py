@@ -757,12 +757,18 @@ class ModelCardSerializer(serializers.Serializer[selectors.RunningModel]):
     @extend_schema_field(
         inline_serializer(
             "TrainingData",
-            {"dataset": serializers.CharField(), "licence": serializers.CharField()},
+            {
+                "dataset": serializers.CharField(),
+                "licence": serializers.CharField(),
+                "pretrained": serializers.CharField(
+                    help_text="The weights training started from, if not random ('' if so)."
+                ),
+            },
         )
     )
     def get_training_data(self, model: selectors.RunningModel) -> dict[str, str]:
         data = model.card.training_data
-        return {"dataset": str(data.get("dataset", "")), "licence": str(data.get("licence", ""))}
+        return {key: str(data.get(key, "")) for key in ("dataset", "licence", "pretrained")}
 
     @extend_schema_field(EvaluationSerializer(many=True))
     def get_evaluations(self, model: selectors.RunningModel) -> list[dict[str, Any]]:

@@ -193,7 +193,12 @@ def running_model(tmp_path: Any, settings: Any) -> Any:
         "crop_top_cut": 0.2,
         "thresholds": {"flag": 0.74, "uncertain": 0.67, "selection": "2 % / 5 % of real photos"},
         "calibration": {"temperature": 0.8, "bias": 0.05, "method": "Platt scaling"},
-        "training_data": {"dataset": "DFDC crops", "licence": "research only", "crops": 9},
+        "training_data": {
+            "dataset": "DFDC crops",
+            "licence": "research only",
+            "pretrained": "dlib's face network",
+            "crops": 9,
+        },
         "summary": ["It catches 22 % of DFDC fakes at 5 % FPR."],
         "limitations": ["It has seen one source of face swaps."],
         "evaluations": {
@@ -225,7 +230,11 @@ def test_the_running_models_card_is_readable_by_integrations(
     assert (body["network"], body["input_size"], body["crop_top_cut"]) == ("face_resnet", 160, 0.2)
     assert body["threshold_selection"] == "2 % / 5 % of real photos"
     assert body["calibration"] == {"temperature": 0.8, "bias": 0.05, "method": "Platt scaling"}
-    assert body["training_data"] == {"dataset": "DFDC crops", "licence": "research only"}
+    assert body["training_data"] == {
+        "dataset": "DFDC crops",
+        "licence": "research only",
+        "pretrained": "dlib's face network",
+    }
     assert body["summary"] == ["It catches 22 % of DFDC fakes at 5 % FPR."]
     assert "AUC 0.55 on FaceForensics++ frames" in body["caution"]
     photos, frames = body["evaluations"]

@@ -113,6 +113,17 @@ def test_a_model_that_leaves_out_the_top_of_the_face_box_says_so(
     assert "<dt>Face region</dt><dd>the detected face box without its top 20 %" in page
 
 
+def test_a_model_started_from_pretrained_weights_names_them(
+    signed_in: Client, trained_checkpoint: Path
+) -> None:
+    card = json.loads(trained_checkpoint.with_suffix(".json").read_text())
+    pretrained = "dlib's face recognition network, trained on about three million faces"
+    card["training_data"]["pretrained"] = pretrained
+    trained_checkpoint.with_suffix(".json").write_text(json.dumps(card))
+    page = signed_in.get(URL).content.decode()
+    assert f"<strong>Starting weights:</strong> {pretrained}" in page.replace("&#x27;", "'")
+
+
 def test_untrained_model_gets_a_big_warning(
     signed_in: Client, settings: Any, tmp_path: Path
 ) -> None:

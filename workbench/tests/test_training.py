@@ -651,6 +651,7 @@ def test_a_face_resnet_run_starts_from_dlib_weights_and_finishes_as_one(
     card = finished(config, output, gan_dir=None, samples_dir=None)
     assert card.network == FACE_RESNET and "dlib" in card.architecture
     assert card.limitations == limitations("mix", FACE_RESNET)
+    assert "three million faces" in card.training_data["pretrained"]
     assert not any("from scratch" in limitation for limitation in card.limitations)
     assert load_checkpoint(output).network == FACE_RESNET
     with pytest.raises(TrainingError, match="blocks of InceptionResnetV1 only"):

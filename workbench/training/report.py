@@ -54,6 +54,12 @@ TRAINING_EVALUATIONS = (DFDC_VALIDATION, UTKFACE_PHOTOS, GAN_FACES)
 _RECIPES_WITH_PHOTOS = ("mix", "sbi")
 _DFDC = "DFDC (DeepFake Detection Challenge; Meta, AWS, Partnership on AI)"
 _SCORING_BATCH = 128
+# What FaceResNet's starting weights learnt from, for the card's training data.
+_DLIB_PRETRAINING = (
+    "dlib's face recognition network (dlib_face_recognition_resnet_model_v1, CC0), trained by "
+    "its author to tell about three million faces apart, from the VGG face data set, FaceScrub "
+    "and photos gathered from the web: check those sets' own terms before commercial use"
+)
 # How a card describes the network its weights are for.
 ARCHITECTURES = {
     INCEPTION_RESNET_V1: (
@@ -131,7 +137,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         crop_top_cut=crop_top_cut,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         architecture=ARCHITECTURES[averaged.network],
-        training_data=_training_data(data, run["recipe"]),
+        training_data=_training_data(data, run["recipe"], averaged.network),
         thresholds=serving.thresholds,
         mirror_average=serving.mirror_average,
         calibration=serving.calibration,
@@ -588,9 +594,11 @@ def _sample_frames(checkpoint: Path, folder: Path) -> tuple[np.ndarray, np.ndarr
     return probabilities, labels, note
 
 
-def _training_data(data: TrainingData, recipe: str) -> dict[str, Any]:
+def _training_data(data: TrainingData, recipe: str, network: str) -> dict[str, Any]:
     reals = sum(1 for face in data.faces if face.label == 0)
+    pretrained = {"pretrained": _DLIB_PRETRAINING} if network == FACE_RESNET else {}
     return {
+        **pretrained,
         "dataset": (
             f"{RECIPES[recipe]}. DFDC: one 224x224 face per video from the DeepFake Detection "
             "Challenge training set, half real, half fake. UTKFace: 9,778 aligned photos of real "
