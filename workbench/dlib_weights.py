@@ -16,6 +16,7 @@ floats.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,38 +95,35 @@ def read_dlib_face_resnet(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: {len(convolutions)} convolutions and {len(affines)} affine layers, "
             f"expected {_DLIB_CONVOLUTIONS} of each (dlib_face_recognition_resnet_model_v1)"
         )
-    folded = [
-        _folded(convolution, scale, shift)
-        for convolution, (scale, shift) in zip(convolutions, affines, strict=True)
-    ]
     model = FaceResNet()
     state = model.state_dict()
-    names = ["stem"] + [f"units.{i}.conv{j}" for i in range(len(UNITS)) for j in (1, 2)]
+    ours = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
     # zip stops at FaceResNet's last convolution: dlib's last unit is left out.
-    for name, (weight, bias, stride, padding) in zip(names, folded, strict=False):
-        target = model.get_submodule(name)
-        assert isinstance(target, torch.nn.Conv2d)
-        if (weight.shape, stride, padding) != (
+    for (name, target), convolution, (scale, shift) in zip(
+        ours, convolutions, affines, strict=False
+    ):
+        folded = _folded(convolution, scale, shift)
+        if (folded.weight.shape, folded.stride, folded.padding) != (
             tuple(target.weight.shape),
             target.stride,
             target.padding,
         ):
             raise DlibWeightsError(
-                f"{path}: {name} is {weight.shape} stride {stride} padding {padding}, "
-                f"expected {tuple(target.weight.shape)} stride {target.stride} "
-                f"padding {target.padding}"
+                f"{path}: {name} is {folded.weight.shape} stride {folded.stride} padding "
+                f"{folded.padding}, expected {tuple(target.weight.shape)} stride "
+                f"{target.stride} padding {target.padding}"
             )
-        state[f"{name}.weight"] = torch.from_numpy(weight)
-        state[f"{name}.bias"] = torch.from_numpy(bias)
+        state[f"{name}.weight"] = torch.from_numpy(folded.weight)
+        state[f"{name}.bias"] = torch.from_numpy(folded.bias)
     state["logit.weight"] = torch.zeros_like(state["logit.weight"])
     state["logit.bias"] = torch.zeros_like(state["logit.bias"])
     return state
 
 
-def _folded(
-    convolution: _Convolution, scale: np.ndarray, shift: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int], tuple[int, int]]:
+def _folded(convolution: _Convolution, scale: np.ndarray, shift: np.ndarray) -> _Convolution:
     """The convolution followed by its affine, as one convolution."""
-    weight = (convolution.weight * scale[:, None, None, None]).astype(np.float32)
-    bias = (convolution.bias * scale + shift).astype(np.float32)
-    return weight, bias, convolution.stride, convolution.padding
+    return dataclasses.replace(
+        convolution,
+        weight=(convolution.weight * scale[:, None, None, None]).astype(np.float32),
+        bias=(convolution.bias * scale + shift).astype(np.float32),
+    )

@@ -30,6 +30,8 @@ UNITS: tuple[tuple[int, bool], ...] = (
     + ((256, True),)
     + ((256, False),) * 2
 )
+# dlib trained its network on 150x150 face chips: FaceResNet models start at this size.
+DLIB_INPUT_SIZE = 150
 # dlib's per-channel mean of its training faces (0-255 RGB); its input is (pixel - mean) / 256.
 DLIB_MEAN_RGB = (122.782, 117.001, 104.298)
 FEATURES = UNITS[-1][0]

@@ -7,9 +7,6 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-# dlib's network was trained on 150x150 face chips.
-INPUT_SIZE = 150
-
 
 class Command(BaseCommand):
     help = (
@@ -26,6 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from detection.ml.card import FACE_RESNET
         from detection.ml.classifier import load_checkpoint, save_checkpoint
+        from detection.ml.face_resnet import DLIB_INPUT_SIZE
         from workbench.dlib_weights import DlibWeightsError, read_dlib_face_resnet
 
         source: Path = options["dat"]
@@ -37,6 +35,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         output: Path = options["output"]
         output.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(output, state, None, input_size=INPUT_SIZE, network=FACE_RESNET)
+        save_checkpoint(output, state, None, input_size=DLIB_INPUT_SIZE, network=FACE_RESNET)
         load_checkpoint(output)  # read back as the training run will
-        self.stdout.write(f"wrote {output}: FaceResNet from {source.name}, {INPUT_SIZE} px")
+        self.stdout.write(f"wrote {output}: FaceResNet from {source.name}, {DLIB_INPUT_SIZE} px")
