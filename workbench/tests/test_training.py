@@ -33,7 +33,12 @@ from workbench.tests.dlib_files import write_dlib_file
 from workbench.tests.face_sets import tight_faces
 from workbench.training.augment import jittered_crop, photo_damage
 from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
-from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
+from workbench.training.calibration import (
+    MIN_SLOPE,
+    calibrated,
+    choose_thresholds,
+    fit_calibration,
+)
 from workbench.training.crops import (
     CONTEXT_SIZE,
     FaceCache,
@@ -269,6 +274,22 @@ def test_calibration_fit_undoes_a_known_overconfidence_and_offset() -> None:
     unbiased = dataclasses.replace(calibration, bias=0.0)
     offset = calibrated(3 * true_logits + 1.5, unbiased) - 1 / (1 + np.exp(-true_logits))
     assert offset.mean() > 0.05
+
+
+def test_a_model_that_tells_nothing_is_calibrated_to_the_base_rate_on_every_machine() -> None:
+    """Logits no better than the base rate (here slightly backwards, as a barely trained model's
+    can be) used to send the fit towards an infinite temperature, stopping wherever rounding
+    left it: two CPUs refitting the same model disagreed by a factor of three."""
+    rng = np.random.default_rng(1)
+    labels = (rng.random(400) < 0.3).astype(np.float64)
+    logits = rng.normal(0, 1, 400) - 0.2 * labels
+    rounded_elsewhere = logits + rng.normal(0, 1e-7, 400)
+
+    here, there = fit_calibration(logits, labels), fit_calibration(rounded_elsewhere, labels)
+
+    assert here.temperature == there.temperature == pytest.approx(1 / MIN_SLOPE)
+    assert here.bias == pytest.approx(there.bias, abs=1e-6)
+    assert calibrated(logits, here) == pytest.approx(labels.mean(), abs=1e-3)
 
 
 def test_thresholds_respect_the_budget_of_every_set_of_real_faces() -> None:

@@ -28,31 +28,52 @@ CALIBRATION_METHOD = (
 )
 
 
+# The least slope (1 / temperature) a fit may give. Where a model's logits tell real from fake
+# no better than the base rate does (an untrained or collapsed model), the likelihood keeps
+# improving as the slope falls towards zero and then past it: its optimum there is a matter of
+# rounding, which differs from one CPU to another. Held here, such a model's scores become the
+# base rate the same way on every machine; any model worth serving fits a slope far above it.
+MIN_SLOPE = 1e-3
+
+
 def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> Calibration:
-    """The T and b that minimise the negative log-likelihood of sigmoid(logit / T + b)
-    (LBFGS on log T, so that T stays positive, and b)."""
+    """The T and b that minimise the negative log-likelihood of sigmoid(logit / T + b).
+
+    Fitted as a logistic regression of the labels on the logits, in the slope 1 / T and b,
+    where the likelihood is convex and its optimum unique (LBFGS from T = 1, b = 0); a slope
+    under MIN_SLOPE is held there and b fitted alone."""
     logit_tensor = torch.as_tensor(logits, dtype=torch.float64)
     label_tensor = torch.as_tensor(labels, dtype=torch.float64)
-    log_temperature = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    slope = torch.ones(1, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS(
-        [log_temperature, bias], lr=0.5, max_iter=200, line_search_fn="strong_wolfe"
+    _minimise_nll(logit_tensor, label_tensor, slope, bias, fitted=[slope, bias])
+    if float(slope.detach()) < MIN_SLOPE:
+        slope = torch.full((1,), MIN_SLOPE, dtype=torch.float64)
+        _minimise_nll(logit_tensor, label_tensor, slope, bias, fitted=[bias])
+    return Calibration(
+        temperature=1.0 / float(slope.detach()),
+        method=CALIBRATION_METHOD,
+        bias=float(bias.detach()),
     )
+
+
+def _minimise_nll(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    slope: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    fitted: list[torch.Tensor],
+) -> None:
+    optimizer = torch.optim.LBFGS(fitted, lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 
     def negative_log_likelihood() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(
-            logit_tensor / log_temperature.exp() + bias, label_tensor
-        )
+        loss = F.binary_cross_entropy_with_logits(logits * slope + bias, labels)
         loss.backward()
         return loss
 
     optimizer.step(negative_log_likelihood)
-    return Calibration(
-        temperature=float(log_temperature.detach().exp()),
-        method=CALIBRATION_METHOD,
-        bias=float(bias.detach()),
-    )
 
 
 def calibrated(logits: np.ndarray, calibration: Calibration) -> np.ndarray:
