@@ -675,22 +675,46 @@ def test_a_face_resnet_run_starts_from_dlib_weights_and_finishes_as_one(
     assert "three million faces" in card.training_data["pretrained"]
     assert not any("from scratch" in limitation for limitation in card.limitations)
     assert load_checkpoint(output).network == FACE_RESNET
-    with pytest.raises(TrainingError, match="blocks of InceptionResnetV1 only"):
+
+
+def test_a_face_resnet_run_can_keep_dlib_first_units(face_sets: Path, tmp_path: Path) -> None:
+    write_dlib_file(tmp_path / "dlib.dat", np.random.default_rng(0), spread=0.05)
+    call_command(
+        "import_face_resnet",
+        str(tmp_path / "dlib.dat"),
+        output=tmp_path / "dlib.pth",
+        stdout=io.StringIO(),
+    )
+    config = run_config(
+        face_sets, tmp_path / "run", epochs=1, init=tmp_path / "dlib.pth", train_from="units.7"
+    )
+    train(config, resume=False, progress=False, log=lambda _: None)
+
+    start = load_checkpoint(tmp_path / "dlib.pth").state_dict
+    exported = load_checkpoint(config.ema_path).state_dict
+    kept = [key for key in start if key.startswith(("stem.", *(f"units.{i}." for i in range(7))))]
+    assert kept and all(torch.equal(exported[key], start[key]) for key in kept)
+    assert not torch.equal(exported["units.7.conv1.weight"], start["units.7.conv1.weight"])
+    assert not torch.equal(exported["units.12.conv2.weight"], start["units.12.conv2.weight"])
+
+
+def test_frozen_blocks_need_a_warm_start_and_a_block_of_its_network(
+    face_sets: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(TrainingError, match="train_from needs init"):
+        run_config(face_sets, tmp_path, train_from="repeat_1")
+    with pytest.raises(TrainingError, match="unknown block 'unit7'"):
+        run_config(face_sets, tmp_path, init=tmp_path / "x.pth", train_from="unit7")
+    first = run_config(face_sets, tmp_path / "first", epochs=1)
+    train(first, resume=False, progress=False, log=lambda _: None)
+    with pytest.raises(TrainingError, match=r"unknown block 'units\.7' of inception_resnet_v1"):
         train(
-            run_config(
-                face_sets, tmp_path / "frozen", init=tmp_path / "dlib.pth", train_from="repeat_1"
-            ),
+            run_config(face_sets, tmp_path / "frozen", init=first.ema_path, train_from="units.7"),
             resume=False,
             progress=False,
             log=lambda _: None,
         )
-
-
-def test_frozen_blocks_need_a_warm_start_and_a_real_block(face_sets: Path, tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match="train_from needs init"):
-        run_config(face_sets, tmp_path, train_from="repeat_1")
-    with pytest.raises(TrainingError, match="unknown block 'stem'"):
-        run_config(face_sets, tmp_path, init=tmp_path / "x.pth", train_from="stem")
+    assert not (tmp_path / "frozen" / "state.pt").exists()
 
 
 def test_a_model_is_measured_again_with_its_own_calibration_and_thresholds(

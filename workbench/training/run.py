@@ -34,12 +34,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from detection.ml.card import (
+    FACE_RESNET,
     INCEPTION_RESNET_V1,
     MAX_CROP_TOP_CUT,
+    NETWORKS,
     ModelCard,
     is_crop_top_cut,
 )
 from detection.ml.classifier import load_checkpoint, model_input, new_classifier, save_checkpoint
+from detection.ml.face_resnet import UNITS
 from detection.ml.quality import laplacian_variance
 from detection.ml.storage import write_atomically
 from workbench.evaluation import rank_correlation, roc_auc
@@ -118,9 +121,12 @@ class RunConfig:
         if self.train_from is not None:
             if self.init is None:
                 raise TrainingError("train_from needs init: frozen blocks keep its weights")
-            if self.train_from not in blocks():
+            # Caught here, before the data is read; whether the block is one of the warm
+            # start's network is known once its weights are loaded (`Run`).
+            if not any(self.train_from in blocks(network) for network in NETWORKS):
                 raise TrainingError(
-                    f"unknown block {self.train_from!r}: choose one of {', '.join(blocks())}"
+                    f"unknown block {self.train_from!r}: choose one of "
+                    + "; ".join(f"{n}: {', '.join(blocks(n))}" for n in NETWORKS)
                 )
 
     def signature(self) -> dict[str, Any]:
@@ -457,13 +463,16 @@ class Run:
         # The network is the warm start's: FaceResNet runs start from dlib's weights.
         warm_start = load_checkpoint(config.init) if config.init is not None else None
         self.network = warm_start.network if warm_start else INCEPTION_RESNET_V1
-        if config.train_from is not None and self.network != INCEPTION_RESNET_V1:
-            raise TrainingError("--train-from names blocks of InceptionResnetV1 only")
+        if config.train_from is not None and config.train_from not in blocks(self.network):
+            raise TrainingError(
+                f"unknown block {config.train_from!r} of {self.network}: choose one of "
+                f"{', '.join(blocks(self.network))}"
+            )
         self.model = new_classifier(self.network).to(device)
         if warm_start is not None:
             self.model.load_state_dict(warm_start.state_dict)
         self.model = self.model.to(memory_format=torch.channels_last)
-        self.frozen = frozen_blocks(self.model, config.train_from)
+        self.frozen = frozen_blocks(self.model, self.network, config.train_from)
         self.steps_per_epoch = steps_per_epoch
         self.ema = AveragedModel(
             self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
@@ -482,7 +491,7 @@ class Run:
     def step(self, crops: torch.Tensor, labels: torch.Tensor, positive_weight: float) -> float:
         self.model.train()
         for name in self.frozen:
-            getattr(self.model, name).eval()
+            self.model.get_submodule(name).eval()
         batch = model_input(crops.to(self.device), input_size=self.config.input_size)
         batch = batch.contiguous(memory_format=torch.channels_last)
         targets = labels.to(self.device)
@@ -575,7 +584,9 @@ class Run:
         with torch.random.fork_rng():  # dropout draws here must not shift training's draws
             update_bn(batches, model)
         for name in self.frozen:  # as trained: with the warm start's statistics
-            getattr(model, name).load_state_dict(getattr(self.ema.module, name).state_dict())
+            model.get_submodule(name).load_state_dict(
+                self.ema.module.get_submodule(name).state_dict()
+            )
         return model.eval()
 
     def export(self, model: nn.Module) -> None:
@@ -598,19 +609,22 @@ class Run:
 
 
 @functools.cache
-def blocks() -> tuple[str, ...]:
-    """InceptionResnetV1's blocks in the order the input flows through them (built on first
-    use: making a network costs a fraction of a second that an import should not pay)."""
-    return tuple(name for name, _ in new_classifier().named_children())
+def blocks(network: str) -> tuple[str, ...]:
+    """A network's blocks in the order the input flows through them: InceptionResnetV1's
+    children (read from a network built on first use: building one costs a fraction of a
+    second that an import should not pay), FaceResNet's stem, residual units and logit."""
+    if network == FACE_RESNET:
+        return ("stem", *(f"units.{i}" for i in range(len(UNITS))), "logit")
+    return tuple(name for name, _ in new_classifier(network).named_children())
 
 
-def frozen_blocks(model: nn.Module, train_from: str | None) -> list[str]:
+def frozen_blocks(model: nn.Module, network: str, train_from: str | None) -> list[str]:
     """Stop the gradients of the blocks before `train_from`; returns their names."""
     if train_from is None:
         return []
-    frozen = list(blocks()[: blocks().index(train_from)])
+    frozen = list(blocks(network)[: blocks(network).index(train_from)])
     for name in frozen:
-        getattr(model, name).requires_grad_(False)
+        model.get_submodule(name).requires_grad_(False)
     return frozen
 
 

@@ -89,9 +89,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--train-from",
             metavar="BLOCK",
-            help="with --init: train from this block on (e.g. repeat_1); the blocks before it "
-            "keep the warm start's weights, and a step costs about a third less (with "
-            "--resume, the saved run's)",
+            help="with --init: train from this block on (e.g. repeat_1 of InceptionResnetV1, "
+            "units.7 of FaceResNet); the blocks before it keep the warm start's weights, and a "
+            "step costs about a third less (with --resume, the saved run's)",
         )
         parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
         parser.add_argument("--device", default="cpu")
