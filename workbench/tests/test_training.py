@@ -651,19 +651,22 @@ def test_a_warm_start_can_keep_its_first_blocks(face_sets: Path, tmp_path: Path)
     assert not torch.equal(exported["block8.conv2d.weight"], start["block8.conv2d.weight"])
 
 
+def dlib_checkpoint(output: Path) -> Path:
+    """A FaceResNet start made as users make one: a dlib file (random weights) imported."""
+    write_dlib_file(output.with_suffix(".dat"), np.random.default_rng(0), spread=0.05)
+    call_command(
+        "import_face_resnet", str(output.with_suffix(".dat")), output=output, stdout=io.StringIO()
+    )
+    return output
+
+
 def test_a_face_resnet_run_starts_from_dlib_weights_and_finishes_as_one(
     face_sets: Path, tmp_path: Path
 ) -> None:
-    write_dlib_file(tmp_path / "dlib.dat", np.random.default_rng(0), spread=0.05)
-    call_command(
-        "import_face_resnet",
-        str(tmp_path / "dlib.dat"),
-        output=tmp_path / "dlib.pth",
-        stdout=io.StringIO(),
-    )
-    start = load_checkpoint(tmp_path / "dlib.pth")
+    dlib = dlib_checkpoint(tmp_path / "dlib.pth")
+    start = load_checkpoint(dlib)
     assert (start.network, start.input_size, start.card) == (FACE_RESNET, 150, None)
-    config = run_config(face_sets, tmp_path / "run", epochs=1, init=tmp_path / "dlib.pth")
+    config = run_config(face_sets, tmp_path / "run", epochs=1, init=dlib)
     train(config, resume=False, progress=False, log=lambda _: None)
     averaged = load_checkpoint(config.ema_path)
     assert averaged.card is not None and averaged.card.network == FACE_RESNET
@@ -678,19 +681,11 @@ def test_a_face_resnet_run_starts_from_dlib_weights_and_finishes_as_one(
 
 
 def test_a_face_resnet_run_can_keep_dlib_first_units(face_sets: Path, tmp_path: Path) -> None:
-    write_dlib_file(tmp_path / "dlib.dat", np.random.default_rng(0), spread=0.05)
-    call_command(
-        "import_face_resnet",
-        str(tmp_path / "dlib.dat"),
-        output=tmp_path / "dlib.pth",
-        stdout=io.StringIO(),
-    )
-    config = run_config(
-        face_sets, tmp_path / "run", epochs=1, init=tmp_path / "dlib.pth", train_from="units.7"
-    )
+    dlib = dlib_checkpoint(tmp_path / "dlib.pth")
+    config = run_config(face_sets, tmp_path / "run", epochs=1, init=dlib, train_from="units.7")
     train(config, resume=False, progress=False, log=lambda _: None)
 
-    start = load_checkpoint(tmp_path / "dlib.pth").state_dict
+    start = load_checkpoint(dlib).state_dict
     exported = load_checkpoint(config.ema_path).state_dict
     kept = [key for key in start if key.startswith(("stem.", *(f"units.{i}." for i in range(7))))]
     assert kept and all(torch.equal(exported[key], start[key]) for key in kept)
