@@ -8,6 +8,7 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,6 +36,7 @@ from workbench.training.augment import jittered_crop, photo_damage
 from workbench.training.blending import MASK_KINDS, face_mask, face_shape, self_blend
 from workbench.training.calibration import (
     MIN_SLOPE,
+    Budgets,
     calibrated,
     choose_thresholds,
     fit_calibration,
@@ -302,6 +304,32 @@ def test_thresholds_respect_the_budget_of_every_set_of_real_faces() -> None:
     assert np.mean(photos >= thresholds.flag) > 0.015, "not stricter than it needs to be"
     assert 0 <= thresholds.uncertain <= thresholds.flag <= 1
     assert "frames and photos" in thresholds.selection
+
+
+def test_thresholds_can_be_held_to_a_stricter_budget() -> None:
+    photos = np.linspace(0.2, 0.9, 1000)
+    usual = choose_thresholds({"photos": photos})
+    strict = choose_thresholds({"photos": photos}, Budgets(fake=0.005, uncertain=0.01))
+
+    assert 0.004 <= np.mean(photos >= strict.flag) <= 0.005
+    assert 0.009 <= np.mean(photos >= strict.uncertain) <= 0.01
+    assert strict.flag > usual.flag and strict.uncertain > usual.uncertain
+    assert "at most 0.5% of the photos; uncertain: the same at 1%" in strict.selection
+    assert "at most 2% of the photos; uncertain: the same at 5%" in usual.selection
+
+
+@pytest.mark.parametrize(
+    ("fake", "uncertain", "message"),
+    [
+        (0.03, 0.05, "the fake budget must be above 0 and at most 0.02, not 0.03"),
+        (0.0, 0.05, "the fake budget must be above 0"),
+        (0.02, 0.01, r"the uncertain budget must lie between the fake budget \(0.02\) and 0.05"),
+        (0.01, 0.06, "and 0.05, not 0.06"),
+    ],
+)
+def test_budgets_never_pass_the_limits(fake: float, uncertain: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Budgets(fake=fake, uncertain=uncertain)
 
 
 # --- a whole run -------------------------------------------------------------------------
@@ -628,6 +656,57 @@ def test_train_detector_command_needs_an_output_to_finish(tmp_path: Path) -> Non
             finish=True,
             output=tmp_path / "m.pth",
             stdout=io.StringIO(),
+        )
+
+
+def test_a_model_can_be_finished_to_flag_fewer_real_faces(
+    face_sets: Path, samples_dir: Path, tmp_path: Path
+) -> None:
+    _, usual = finished_model(face_sets, tmp_path, gan_dir=None, samples_dir=samples_dir)
+    strict = tmp_path / "models" / "strict.pth"
+
+    call_command(
+        "train_detector",
+        workdir=tmp_path / "run",
+        finish=True,
+        output=strict,
+        dfdc=face_sets / "dfdc",
+        utkface=face_sets / "utkface",
+        gan=face_sets / "dfdc",
+        samples=samples_dir,
+        fake_budget=0.005,
+        uncertain_budget=0.01,
+        stdout=io.StringIO(),
+    )
+
+    card = read_card(strict)
+    assert card is not None and card.thresholds is not None and usual.thresholds is not None
+    assert card.thresholds.flag >= usual.thresholds.flag
+    assert card.thresholds.uncertain >= usual.thresholds.uncertain
+    assert "at most 0.5% of the" in card.thresholds.selection
+    photos, usual_photos = (model.evaluations["utkface_photos"].metrics for model in (card, usual))
+    assert photos["flagged_fake"] <= usual_photos["flagged_fake"]
+    assert photos["flagged_uncertain"] <= usual_photos["flagged_uncertain"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"fake_budget": 0.01}, "go with --finish or --refit"),
+        ({"uncertain_budget": 0.01, "remeasure": Path("m.pth")}, "go with --finish or --refit"),
+        ({"fake_budget": 0.03, "finish": True}, "at most 0.02, not 0.03"),
+    ],
+)
+def test_budgets_are_refused_where_they_mean_nothing_or_too_much(
+    options: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command(
+            "train_detector",
+            workdir=tmp_path,
+            output=tmp_path / "m.pth",
+            stdout=io.StringIO(),
+            **options,
         )
 
 

@@ -10,6 +10,7 @@ whichever is stricter.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,9 +19,31 @@ import torch.nn.functional as F
 from detection.ml.card import Calibration, Thresholds
 from workbench.evaluation import threshold_at_fpr
 
-# The share of real faces each verdict may wrongly give.
+# The most of any set of real faces each verdict may wrongly give (the model issue's limits).
 FAKE_BUDGET = 0.02
 UNCERTAIN_BUDGET = 0.05
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The shares of real faces the `fake` and the `uncertain` threshold may wrongly give.
+
+    The limits by default. A stricter pair trades fakes caught for fewer false alarms: it is
+    how a model is set to flag no more real photos than the one it replaces."""
+
+    fake: float = FAKE_BUDGET
+    uncertain: float = UNCERTAIN_BUDGET
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fake <= FAKE_BUDGET:
+            raise ValueError(
+                f"the fake budget must be above 0 and at most {FAKE_BUDGET}, not {self.fake}"
+            )
+        if not self.fake <= self.uncertain <= UNCERTAIN_BUDGET:
+            raise ValueError(
+                f"the uncertain budget must lie between the fake budget ({self.fake}) and "
+                f"{UNCERTAIN_BUDGET}, not {self.uncertain}"
+            )
 
 
 CALIBRATION_METHOD = (
@@ -82,8 +105,11 @@ def calibrated(logits: np.ndarray, calibration: Calibration) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-scaled)), dtype=np.float64)
 
 
-def choose_thresholds(real_sets: Mapping[str, np.ndarray]) -> Thresholds:
-    """`fake` flags at most 2 % and `uncertain` at most 5 % of every set of real faces."""
+def choose_thresholds(
+    real_sets: Mapping[str, np.ndarray], budgets: Budgets = Budgets()
+) -> Thresholds:
+    """`fake` flags at most the fake budget and `uncertain` at most the uncertain budget of
+    every set of real faces."""
     if not real_sets:
         raise ValueError("thresholds need at least one set of real faces")
 
@@ -94,15 +120,19 @@ def choose_thresholds(real_sets: Mapping[str, np.ndarray]) -> Thresholds:
             for scores in real_sets.values()
         )
 
-    flag = strictest(FAKE_BUDGET)
-    uncertain = min(flag, strictest(UNCERTAIN_BUDGET))
+    flag = strictest(budgets.fake)
+    uncertain = min(flag, strictest(budgets.uncertain))
     names = " and ".join(real_sets)
     return Thresholds(
         flag=flag,
         uncertain=uncertain,
         selection=(
-            f"fake: the lowest calibrated P(fake) that flags at most {FAKE_BUDGET:.0%} of the "
-            f"{names}; uncertain: the same at {UNCERTAIN_BUDGET:.0%}; where the sets disagree "
-            "the stricter cut wins"
+            f"fake: the lowest calibrated P(fake) that flags at most {_percent(budgets.fake)} "
+            f"of the {names}; uncertain: the same at {_percent(budgets.uncertain)}; where the "
+            "sets disagree the stricter cut wins"
         ),
     )
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:g}%"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,12 @@ from detection.ml.classifier import (
 )
 from detection.ml.config import PipelineConfig
 from workbench import evaluation
-from workbench.training.calibration import calibrated, choose_thresholds, fit_calibration
+from workbench.training.calibration import (
+    Budgets,
+    calibrated,
+    choose_thresholds,
+    fit_calibration,
+)
 from workbench.training.crops import FaceCache, prepare_faces
 from workbench.training.data import TrainingError, read_face_set
 from workbench.training.groups import group_notice, verdicts_by_group
@@ -95,6 +100,8 @@ class FinishConfig:
     samples_dir: Path | None  # whole frames, measured through the full pipeline
     name: str
     command: str = ""
+    # The false alarms its thresholds may give on real faces.
+    budgets: Budgets = field(default_factory=Budgets)
 
 
 def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> ModelCard:
@@ -126,6 +133,7 @@ def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> Model
         data=data,
         gan_dir=config.gan_dir,
         cache_root=config.workdir.parent / "cache",
+        budgets=config.budgets,
         log=log,
     )
 
@@ -180,6 +188,8 @@ class MeasureConfig:
     gan_dir: Path | None
     samples_dir: Path | None
     cache_root: Path  # where the face cache is (or is made)
+    # With refit: the false alarms its thresholds may give on real faces.
+    budgets: Budgets = field(default_factory=Budgets)
 
 
 def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> ModelCard:
@@ -243,6 +253,7 @@ def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = p
         data=data,
         gan_dir=config.gan_dir,
         cache_root=config.cache_root,
+        budgets=config.budgets,
         log=log,
     )
     before = card
@@ -314,6 +325,7 @@ def _fit_and_measure(
     data: TrainingData,
     gan_dir: Path | None,
     cache_root: Path,
+    budgets: Budgets,
     log: Callable[[str], None],
 ) -> tuple[_Serving, dict[str, Evaluation], Curves]:
     """What `finish` and `refit` share: the serving settings fitted, then the held-out sets
@@ -324,6 +336,7 @@ def _fit_and_measure(
         input_size=input_size,
         crop_top_cut=crop_top_cut,
         data=data,
+        budgets=budgets,
         log=log,
     )
     evaluations, curves = _held_out_evaluations(
@@ -347,6 +360,7 @@ def _fit_serving(
     input_size: int,
     crop_top_cut: float,
     data: TrainingData,
+    budgets: Budgets,
     log: Callable[[str], None],
 ) -> _Serving:
     """Mirror averaging where it pays for itself on the DFDC validation faces, the calibration
@@ -379,7 +393,8 @@ def _fit_serving(
         {
             "DFDC validation real faces": validation_p[validation_labels == 0],
             "held-out UTKFace photos (calibration part)": photos_calibration_p,
-        }
+        },
+        budgets,
     )
     log(
         f"temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}; "

@@ -6,11 +6,14 @@ import dataclasses
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workbench.shared_data import shared_data_dir
+
+if TYPE_CHECKING:
+    from workbench.training.calibration import Budgets
 
 # The options that set up a run (the option's name: RunConfig's field). Left out, they take
 # RunConfig's defaults, or with --resume the saved run's settings.
@@ -41,6 +44,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        from workbench.training.calibration import FAKE_BUDGET, UNCERTAIN_BUDGET
         from workbench.training.run import RECIPES, RunConfig
 
         defaults = {field.name: field.default for field in dataclasses.fields(RunConfig)}
@@ -123,6 +127,21 @@ class Command(BaseCommand):
         parser.add_argument("--output", type=Path, help="with --finish: the checkpoint to write")
         parser.add_argument("--name", help="with --finish: the model's name (default: its stem)")
         parser.add_argument(
+            "--fake-budget",
+            type=float,
+            metavar="SHARE",
+            help="with --finish or --refit: the share of real faces the fake threshold may flag "
+            f"(default and most {FAKE_BUDGET}); lower it to flag no more real photos than "
+            "another model does",
+        )
+        parser.add_argument(
+            "--uncertain-budget",
+            type=float,
+            metavar="SHARE",
+            help="with --finish or --refit: the same for the uncertain threshold (default and "
+            f"most {UNCERTAIN_BUDGET})",
+        )
+        parser.add_argument(
             "--gan", type=Path, help="GAN check set (default: $DATA_DIR/gan_faces), report only"
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -132,6 +151,9 @@ class Command(BaseCommand):
         from workbench.training.run import RunConfig, train
 
         data = shared_data_dir()
+        budgeted = any(options[name] is not None for name in ("fake_budget", "uncertain_budget"))
+        if budgeted and not (options["finish"] or options["refit"]):
+            raise CommandError("--fake-budget and --uncertain-budget go with --finish or --refit")
         if options["remeasure"] or options["refit"]:
             self._measure(options, data)
             return
@@ -185,6 +207,7 @@ class Command(BaseCommand):
             samples_dir=options["samples"] or data / "samples",
             name=options["name"] or output.stem,
             command=shlex.join(["python", *sys.argv]),
+            budgets=budgets(options),
         )
         try:
             card = finish(config, log=self.stdout.write)
@@ -215,6 +238,7 @@ class Command(BaseCommand):
             gan_dir=options["gan"] or data / "gan_faces",
             samples_dir=options["samples"] or data / "samples",
             cache_root=Path(settings.BASE_DIR) / "var" / "training" / "cache",
+            budgets=budgets(options),
         )
         try:
             if options["refit"]:
@@ -229,3 +253,18 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"{done} {checkpoint}'s card"))
         for sentence in card.summary:
             self.stdout.write(f"- {sentence}")
+
+
+def budgets(options: dict[str, Any]) -> Budgets:
+    """The thresholds' false-alarm budgets the options give, the limits where they give none."""
+    from workbench.training.calibration import Budgets
+
+    given = {
+        field: options[option]
+        for option, field in (("fake_budget", "fake"), ("uncertain_budget", "uncertain"))
+        if options[option] is not None
+    }
+    try:
+        return Budgets(**given)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
