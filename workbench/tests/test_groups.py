@@ -112,6 +112,16 @@ def test_a_few_flagged_photos_in_a_small_group_do_not_stand_out() -> None:
     )
 
 
+def test_one_flagged_photo_is_one_photo() -> None:
+    notice = group_notice(
+        [group("indian", 244, 1, 1, "ethnicity"), group("white", 805, 0, 2, "ethnicity")],
+        photos=1467,
+        judged_fake=1,
+    )
+
+    assert notice is not None and ": with 1 photo flagged in all, chance alone" in notice
+
+
 def test_a_fisher_p_value_is_the_hypergeometric_tail() -> None:
     def exact(hits: int, draws: int, successes: int, population: int) -> float:
         return sum(

@@ -687,6 +687,11 @@ def test_a_model_can_be_finished_to_flag_fewer_real_faces(
     photos, usual_photos = (model.evaluations["utkface_photos"].metrics for model in (card, usual))
     assert photos["flagged_fake"] <= usual_photos["flagged_fake"]
     assert photos["flagged_uncertain"] <= usual_photos["flagged_uncertain"]
+    # Shares this small keep a decimal in the summary: 0.5 % must not read as 1 %.
+    assert (
+        f'"Likely manipulated" for {100 * photos["flagged_fake"]:.1f} % and "Uncertain" or '
+        f"worse for {100 * photos['flagged_uncertain']:.1f} %."
+    ) in " ".join(card.summary)
 
 
 @pytest.mark.parametrize(

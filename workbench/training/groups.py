@@ -117,8 +117,8 @@ def group_notice(groups: Sequence[GroupVerdicts], *, photos: int, judged_fake: i
         )
     else:
         sentence += (
-            f": with {judged_fake} photos flagged in all, chance alone could spread them this "
-            f"unevenly ({shown}), so no group stands out"
+            f": with {judged_fake} {'photo' if judged_fake == 1 else 'photos'} flagged in all, "
+            f"chance alone could spread them this unevenly ({shown}), so no group stands out"
         )
     if highest.fake_share > FAKE_BUDGET:
         sentence += (

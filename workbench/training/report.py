@@ -763,7 +763,11 @@ def _frames_auc_in_words(metrics: dict[str, Any]) -> str:
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f} %"
+    """A share in words; under 10 % with one decimal, so that 0.55 % of photos does not read
+    as 1 %."""
+    if value is None:
+        return "-"
+    return f"{100 * value:.{1 if value < 0.1 else 0}f} %"
 
 
 # What a model's training data leaves it blind to, by recipe: a DFDC-only model has learned one
