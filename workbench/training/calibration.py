@@ -46,6 +46,9 @@ class Budgets:
             )
 
 
+LIMITS = Budgets()  # the budgets a model is finished to unless told stricter ones
+
+
 CALIBRATION_METHOD = (
     "Platt scaling (a temperature and a bias) fitted by LBFGS on the DFDC validation faces"
 )
@@ -105,9 +108,7 @@ def calibrated(logits: np.ndarray, calibration: Calibration) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-scaled)), dtype=np.float64)
 
 
-def choose_thresholds(
-    real_sets: Mapping[str, np.ndarray], budgets: Budgets = Budgets()
-) -> Thresholds:
+def choose_thresholds(real_sets: Mapping[str, np.ndarray], budgets: Budgets = LIMITS) -> Thresholds:
     """`fake` flags at most the fake budget and `uncertain` at most the uncertain budget of
     every set of real faces."""
     if not real_sets:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from detection.ml.classifier import (
 from detection.ml.config import PipelineConfig
 from workbench import evaluation
 from workbench.training.calibration import (
+    LIMITS,
     Budgets,
     calibrated,
     choose_thresholds,
@@ -101,7 +102,7 @@ class FinishConfig:
     name: str
     command: str = ""
     # The false alarms its thresholds may give on real faces.
-    budgets: Budgets = field(default_factory=Budgets)
+    budgets: Budgets = LIMITS
 
 
 def finish(config: FinishConfig, *, log: Callable[[str], None] = print) -> ModelCard:
@@ -188,8 +189,6 @@ class MeasureConfig:
     gan_dir: Path | None
     samples_dir: Path | None
     cache_root: Path  # where the face cache is (or is made)
-    # With refit: the false alarms its thresholds may give on real faces.
-    budgets: Budgets = field(default_factory=Budgets)
 
 
 def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> ModelCard:
@@ -233,7 +232,13 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
     return card
 
 
-def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = print) -> ModelCard:
+def refit(
+    config: MeasureConfig,
+    *,
+    command: str,
+    budgets: Budgets = LIMITS,
+    log: Callable[[str], None] = print,
+) -> ModelCard:
     """Fit a trained model's mirror choice, calibration and thresholds again by the rules
     `finish` applies today, and measure it with them; its weights and training facts stay.
 
@@ -253,7 +258,7 @@ def refit(config: MeasureConfig, *, command: str, log: Callable[[str], None] = p
         data=data,
         gan_dir=config.gan_dir,
         cache_root=config.cache_root,
-        budgets=config.budgets,
+        budgets=budgets,
         log=log,
     )
     before = card

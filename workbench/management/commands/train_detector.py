@@ -238,12 +238,14 @@ class Command(BaseCommand):
             gan_dir=options["gan"] or data / "gan_faces",
             samples_dir=options["samples"] or data / "samples",
             cache_root=Path(settings.BASE_DIR) / "var" / "training" / "cache",
-            budgets=budgets(options),
         )
         try:
             if options["refit"]:
                 card = refit(
-                    config, command=shlex.join(["python", *sys.argv]), log=self.stdout.write
+                    config,
+                    command=shlex.join(["python", *sys.argv]),
+                    budgets=budgets(options),
+                    log=self.stdout.write,
                 )
             else:
                 card = remeasure(config, log=self.stdout.write)
