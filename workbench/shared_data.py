@@ -19,3 +19,8 @@ def sample_frames_dir() -> Path:
     twelve downscaled test frames (enough for demos, smoke runs and a load test)."""
     shared = shared_data_dir() / "samples"
     return shared if shared.is_dir() else Path(settings.BASE_DIR) / "testdata" / "frames"
+
+
+def face_cache_root() -> Path:
+    """Where the data sets' faces are cached, decoded and cropped, for training and scoring."""
+    return Path(settings.BASE_DIR) / "var" / "training" / "cache"

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from detection.ml.card import Evaluation, ModelCard, Thresholds, write_card
+from workbench import evaluation
+from workbench.training.comparison import DEV_CHECKS, Difference, Outcome, compare
+from workbench.training.paired import ScoredModel, paired_differences
+from workbench.training.report import ScoredSet
 
 SHIPPED_METRICS = {
     "dfdc_validation": {
@@ -176,3 +182,126 @@ def test_frame_counts_are_compared_as_shares_of_the_frames_each_model_found_face
     # The same counts: 2 of 16 fakes is more of them, 1 of 10 reals is more of them too.
     assert re.search(r"2 of 19 +2 of 16 +better$", _row(output, "sample frames: fakes flagged"))
     assert re.search(r"1 of 14 +1 of 10 +worse$", _row(output, "sample frames: reals flagged"))
+
+
+def _scored_set(probabilities: list[float], labels: list[int], prefix: str = "face") -> ScoredSet:
+    return ScoredSet(
+        names=tuple(f"{prefix}{index}" for index in range(len(labels))),
+        probabilities=np.array(probabilities, dtype=np.float64),
+        labels=np.array(labels, dtype=np.float64),
+    )
+
+
+def _validation_model(probabilities: np.ndarray, labels: np.ndarray) -> ScoredModel:
+    return ScoredModel(
+        {"dfdc_validation": _scored_set(list(probabilities), list(labels))},
+        Thresholds(flag=0.8, uncertain=0.7),
+    )
+
+
+def test_a_clear_gain_is_beyond_noise_and_a_reshuffle_of_the_same_skill_is_not() -> None:
+    generator = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 300)
+    shipped = 1 / (1 + np.exp(-(generator.normal(size=600) + 0.6 * labels)))
+    sharper = 1 / (1 + np.exp(-(generator.normal(size=600) + 2.0 * labels)))
+    as_good = 1 / (1 + np.exp(-(generator.normal(size=600) + 0.6 * labels)))
+
+    gain = paired_differences(
+        _validation_model(shipped, labels), _validation_model(sharper, labels), resamples=300
+    )["DFDC validation AUC"]
+    same_skill = paired_differences(
+        _validation_model(shipped, labels), _validation_model(as_good, labels), resamples=300
+    )["DFDC validation AUC"]
+
+    sharper_auc, shipped_auc = (
+        evaluation.roc_auc(sharper, labels),
+        evaluation.roc_auc(shipped, labels),
+    )
+    assert sharper_auc is not None and shipped_auc is not None
+    assert gain.value == pytest.approx(sharper_auc - shipped_auc)
+    assert 0 < gain.low < gain.value < gain.high and not gain.within_noise
+    assert same_skill.within_noise
+    # Only the checks both models were scored for are measured.
+    assert "GAN faces AUC (out of scope)" not in paired_differences(
+        _validation_model(shipped, labels), _validation_model(sharper, labels), resamples=10
+    )
+
+
+def test_verdict_shares_are_paired_by_name_and_counted_with_each_models_thresholds() -> None:
+    # The candidate found no face in frame 3; its stricter flag leaves one more real unflagged.
+    shipped = ScoredModel(
+        {"sample_frames": _scored_set([0.9, 0.85, 0.3, 0.95], [1, 0, 0, 1], "frame")},
+        Thresholds(flag=0.8, uncertain=0.7),
+    )
+    candidate_frames = ScoredSet(
+        names=("frame2", "frame0", "frame1"),
+        probabilities=np.array([0.3, 0.92, 0.85]),
+        labels=np.array([0.0, 1.0, 0.0]),
+    )
+    candidate = ScoredModel({"sample_frames": candidate_frames}, Thresholds(0.9, 0.8))
+
+    differences = paired_differences(shipped, candidate, resamples=50)
+
+    # On frames 0-2: fakes flagged 1 of 1 for both; reals flagged 1 of 2 against 0 of 2.
+    assert differences["sample frames: fakes flagged"].value == 0
+    assert differences["sample frames: reals flagged"].value == pytest.approx(-0.5)
+    relabelled = dataclasses.replace(candidate_frames, labels=np.array([1.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match="differently labelled sets"):
+        paired_differences(
+            shipped, ScoredModel({"sample_frames": relabelled}, Thresholds(0.9, 0.8))
+        )
+
+
+def _cards(candidate_metrics: dict[str, dict[str, Any]]) -> tuple[ModelCard, ModelCard]:
+    def card(name: str, metrics: dict[str, dict[str, Any]]) -> ModelCard:
+        return ModelCard(
+            name=name,
+            trained=True,
+            evaluations={
+                key: Evaluation(title=key, metrics=value) for key, value in metrics.items()
+            },
+        )
+
+    return card("shipped-model", SHIPPED_METRICS), card("candidate", candidate_metrics)
+
+
+NOISE = Difference(value=-0.02, low=-0.06, high=0.02)
+CLEAR_GAIN = Difference(value=0.17, low=0.15, high=0.19)
+
+
+def test_a_loss_inside_the_noise_does_not_veto_a_clear_gain() -> None:
+    shipped, candidate = _cards({**BETTER_METRICS, "gan_faces": {"auc": 0.54}})
+
+    unpaired = compare(shipped, candidate)
+    paired = compare(
+        shipped,
+        candidate,
+        {"GAN faces AUC (out of scope)": NOISE, "DFDC validation AUC": CLEAR_GAIN},
+    )
+    beyond_noise = compare(
+        shipped,
+        candidate,
+        {
+            "GAN faces AUC (out of scope)": Difference(value=-0.02, low=-0.03, high=-0.01),
+            "DFDC validation AUC": CLEAR_GAIN,
+        },
+    )
+
+    assert not unpaired.beats_shipped
+    assert paired.beats_shipped
+    assert paired.results[-1].outcome is Outcome.WORSE_WITHIN_NOISE
+    assert not beyond_noise.beats_shipped
+    assert [result.check.label for result in beyond_noise.losses()] == [
+        "GAN faces AUC (out of scope)"
+    ]
+
+
+def test_paired_a_model_must_be_better_beyond_noise_somewhere() -> None:
+    shipped, candidate = _cards(BETTER_METRICS)
+    within_noise_everywhere = {check.label: NOISE for check in DEV_CHECKS}
+
+    comparison = compare(shipped, candidate, within_noise_everywhere)
+
+    assert not comparison.losses()
+    assert not comparison.beats_shipped
+    assert compare(shipped, candidate).beats_shipped  # by the numbers alone, it would

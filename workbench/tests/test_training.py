@@ -41,6 +41,7 @@ from workbench.training.calibration import (
     choose_thresholds,
     fit_calibration,
 )
+from workbench.training.comparison import DEV_CHECKS
 from workbench.training.crops import (
     CONTEXT_SIZE,
     FaceCache,
@@ -846,6 +847,46 @@ def test_a_model_is_measured_again_with_its_own_calibration_and_thresholds(
     assert self_blended.summary[0].startswith(
         "On DFDC face swaps (its training used self-blends instead; DFDC videos it never saw"
     )
+
+
+def test_compare_models_paired_scores_both_models_on_the_same_faces(
+    face_sets: Path,
+    samples_dir: Path,
+    tmp_path: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    output, card = finished_model(
+        face_sets, tmp_path, gan_dir=face_sets / "dfdc", samples_dir=samples_dir
+    )
+    twin = tmp_path / "twin.pth"
+    twin.write_bytes(output.read_bytes())
+    write_card(twin, dataclasses.replace(card, name="twin"))
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, folder in [
+        ("dfdc_faces", face_sets / "dfdc"),
+        ("utkface_faces", face_sets / "utkface"),
+        ("gan_faces", face_sets / "dfdc"),
+        ("samples", samples_dir),
+    ]:
+        (data / name).symlink_to(folder)
+    monkeypatch.setenv("DATA_DIR", str(data))
+    settings.BASE_DIR = tmp_path  # the face cache goes under var/ here
+    stdout = io.StringIO()
+
+    call_command("compare_models", str(twin), against=output, paired=True, stdout=stdout)
+
+    lines = stdout.getvalue().splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("check"))
+    assert lines[header].split() == ["check", "tiny", "twin", "difference", "[95", "%]", "goal"]
+    rows = lines[header + 1 : header + 1 + len(DEV_CHECKS)]
+    assert [row.split("  ")[0] for row in rows] == [check.label for check in DEV_CHECKS]
+    # The same weights score every face alike: no difference, and none in any resample.
+    for row in rows:
+        assert "+0.000 [+0.000, +0.000]" in row or "+0.00 pp [+0.00, +0.00]" in row, row
+    assert lines[-1] == "twin is no better than tiny on any dev check."
+    assert (tmp_path / "var" / "training" / "cache").is_dir()
 
 
 def approx(expected: object) -> object:

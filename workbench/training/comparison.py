@@ -7,10 +7,16 @@ and the GAN faces, out of scope but never tuned on). A tie does not count agains
 models that flag no real frame are equally right there) as long as it is better somewhere; a
 check one card lacks does, since nobody knows how the model does there. The goals beside
 the checks are the model's own targets, met or missed whatever the shipped model does.
+
+Given paired differences (`paired`: both models scored on the same faces), a worse number
+whose interval holds 0 is one the held-out sets cannot tell from chance: it is shown as
+"worse, within noise" and does not count against the candidate, and the candidate must then
+be better beyond noise somewhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -58,7 +64,22 @@ class Outcome(StrEnum):
     BETTER = "better"
     SAME = "same"
     WORSE = "worse"
+    WORSE_WITHIN_NOISE = "worse, within noise"
     UNMEASURED = "not measured"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The candidate's number minus the shipped model's on one check, both scored on the same
+    faces, with its 95 % interval over resamples of those faces."""
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def within_noise(self) -> bool:
+        return self.low <= 0 <= self.high
 
 
 @dataclass(frozen=True)
@@ -83,19 +104,31 @@ class CheckResult:
     candidate: Reading | None
     outcome: Outcome
     goal_met: bool | None  # None: the check has no goal, or the candidate was not measured
+    difference: Difference | None = None  # with paired scores only
+
+    @property
+    def better_beyond_noise(self) -> bool:
+        return (
+            self.outcome is Outcome.BETTER
+            and self.difference is not None
+            and not self.difference.within_noise
+        )
 
 
 @dataclass(frozen=True)
 class Comparison:
     results: tuple[CheckResult, ...]
+    paired: bool = False  # whether the differences were measured on the same faces
 
     @property
     def beats_shipped(self) -> bool:
-        """Better on at least one check and worse on none (a model the same everywhere is no
-        reason to replace the one that ships)."""
-        return not self.losses() and any(
-            result.outcome is Outcome.BETTER for result in self.results
-        )
+        """Better on at least one check (beyond noise, where that was measured) and worse on
+        none (a model the same everywhere is no reason to replace the one that ships)."""
+        if self.losses():
+            return False
+        if self.paired:
+            return any(result.better_beyond_noise for result in self.results)
+        return any(result.outcome is Outcome.BETTER for result in self.results)
 
     def losses(self) -> list[CheckResult]:
         return [
@@ -105,26 +138,40 @@ class Comparison:
         ]
 
 
-def compare(shipped: ModelCard, candidate: ModelCard) -> Comparison:
-    return Comparison(tuple(_result(check, shipped, candidate) for check in DEV_CHECKS))
+def compare(
+    shipped: ModelCard,
+    candidate: ModelCard,
+    differences: Mapping[str, Difference] | None = None,
+) -> Comparison:
+    """The two cards check by check; `differences` (by check label, from `paired`) let a loss
+    inside the noise stand."""
+    return Comparison(
+        tuple(
+            _result(check, shipped, candidate, (differences or {}).get(check.label))
+            for check in DEV_CHECKS
+        ),
+        paired=differences is not None,
+    )
 
 
-def _result(check: DevCheck, shipped: ModelCard, candidate: ModelCard) -> CheckResult:
+def _result(
+    check: DevCheck, shipped: ModelCard, candidate: ModelCard, difference: Difference | None
+) -> CheckResult:
     ours, theirs = _reading(candidate, check), _reading(shipped, check)
     if ours is None or theirs is None:
         outcome = Outcome.UNMEASURED
     elif ours.comparable == theirs.comparable:
         outcome = Outcome.SAME
+    elif _at_least(ours.comparable, theirs.comparable, check):
+        outcome = Outcome.BETTER
+    elif difference is not None and difference.within_noise:
+        outcome = Outcome.WORSE_WITHIN_NOISE
     else:
-        outcome = (
-            Outcome.BETTER
-            if _at_least(ours.comparable, theirs.comparable, check)
-            else Outcome.WORSE
-        )
+        outcome = Outcome.WORSE
     goal_met = (
         None if check.goal is None or ours is None else _at_least(ours.value, check.goal, check)
     )
-    return CheckResult(check, theirs, ours, outcome, goal_met)
+    return CheckResult(check, theirs, ours, outcome, goal_met, difference)
 
 
 def _at_least(value: float, bar: float, check: DevCheck) -> bool:

@@ -44,7 +44,7 @@ from workbench.training.calibration import (
     fit_calibration,
 )
 from workbench.training.crops import FaceCache, prepare_faces
-from workbench.training.data import TrainingError, read_face_set
+from workbench.training.data import LabelledFace, TrainingError, read_face_set
 from workbench.training.groups import group_notice, verdicts_by_group
 from workbench.training.run import RECIPES, TrainingData, blurriness, load_training_data
 
@@ -190,6 +190,28 @@ class MeasureConfig:
     samples_dir: Path | None
     cache_root: Path  # where the face cache is (or is made)
 
+    @classmethod
+    def in_folder(
+        cls,
+        checkpoint: Path,
+        data: Path,
+        *,
+        cache_root: Path,
+        dfdc_dir: Path | None = None,
+        utkface_dir: Path | None = None,
+        gan_dir: Path | None = None,
+        samples_dir: Path | None = None,
+    ) -> MeasureConfig:
+        """The held-out sets where the shared data folder keeps them, unless given elsewhere."""
+        return cls(
+            checkpoint=checkpoint,
+            dfdc_dir=dfdc_dir or data / "dfdc_faces",
+            utkface_dir=utkface_dir or data / "utkface_faces",
+            gan_dir=gan_dir or data / "gan_faces",
+            samples_dir=samples_dir or data / "samples",
+            cache_root=cache_root,
+        )
+
 
 def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> ModelCard:
     """Measure a model on the held-out sets with its own calibration and thresholds, as the
@@ -199,26 +221,14 @@ def remeasure(config: MeasureConfig, *, log: Callable[[str], None] = print) -> M
     For a model whose card predates a measurement (the UTKFace photos, the GAN faces) or
     whose numbers predate a change of the pipeline; nothing is fitted again.
     """
-    loaded, card, thresholds, recipe = _trained_model(config.checkpoint)
-    data = load_training_data(
-        config.dfdc_dir, config.utkface_dir, cache_root=config.cache_root, progress=False
-    )
-    score = _scorer(
-        loaded.state_dict,
-        network=card.network,
-        input_size=card.input_size,
-        crop_top_cut=card.crop_top_cut,
-        mirror_average=card.mirror_average,
-    )
+    card, recipe, data, sets = _scored_with_card(config)
+    thresholds = card.thresholds
+    assert thresholds is not None
     evaluations, curves = _held_out_evaluations(
-        score,
+        sets,
         data,
-        validation_logits=score(data.cache, data.dfdc_validation),
         crop_top_cut=card.crop_top_cut,
-        calibration=card.calibration,
         thresholds=thresholds,
-        gan_dir=config.gan_dir,
-        cache_root=config.cache_root,
         fitted=f"the model card's calibration and thresholds ({thresholds.selection})",
     )
     for key, measured in evaluations.items():
@@ -344,16 +354,16 @@ def _fit_and_measure(
         budgets=budgets,
         log=log,
     )
-    evaluations, curves = _held_out_evaluations(
+    sets = _held_out_sets(
         serving.score,
         data,
         validation_logits=serving.validation_logits,
-        crop_top_cut=crop_top_cut,
         calibration=serving.calibration,
-        thresholds=serving.thresholds,
         gan_dir=gan_dir,
         cache_root=cache_root,
-        fitted=_FITTED_HERE,
+    )
+    evaluations, curves = _held_out_evaluations(
+        sets, data, crop_top_cut=crop_top_cut, thresholds=serving.thresholds, fitted=_FITTED_HERE
     )
     return serving, evaluations, curves
 
@@ -442,73 +452,150 @@ def _settings_in_words(card: ModelCard) -> str:
     )
 
 
-def _held_out_evaluations(
+@dataclass(frozen=True)
+class ScoredSet:
+    """One held-out set as a model scored it: each item's calibrated P(fake) and label, and
+    its name, by which two models' scores of the same set are paired."""
+
+    names: tuple[str, ...]
+    probabilities: np.ndarray
+    labels: np.ndarray
+
+
+def held_out_scores(config: MeasureConfig) -> tuple[ModelCard, dict[str, ScoredSet]]:
+    """A trained model's scores on every held-out set its card reports, as the service
+    scores with the card's settings (the sample frames through the full pipeline)."""
+    card, _, _, sets = _scored_with_card(config)
+    if config.samples_dir is not None and config.samples_dir.is_dir():
+        sets[SAMPLE_FRAMES], _ = _sample_frames(config.checkpoint, config.samples_dir)
+    return card, sets
+
+
+def _scored_with_card(
+    config: MeasureConfig,
+) -> tuple[ModelCard, str, TrainingData, dict[str, ScoredSet]]:
+    """A trained model's card and recipe, the data sets, and the model's scores on their
+    held-out faces with the card's settings."""
+    loaded, card, _, recipe = _trained_model(config.checkpoint)
+    data = load_training_data(
+        config.dfdc_dir, config.utkface_dir, cache_root=config.cache_root, progress=False
+    )
+    score = _scorer(
+        loaded.state_dict,
+        network=card.network,
+        input_size=card.input_size,
+        crop_top_cut=card.crop_top_cut,
+        mirror_average=card.mirror_average,
+    )
+    sets = _held_out_sets(
+        score,
+        data,
+        validation_logits=score(data.cache, data.dfdc_validation),
+        calibration=card.calibration,
+        gan_dir=config.gan_dir,
+        cache_root=config.cache_root,
+    )
+    return card, recipe, data, sets
+
+
+def _held_out_sets(
     score: Callable[[FaceCache, list[int]], np.ndarray],
     data: TrainingData,
     *,
     validation_logits: np.ndarray,
-    crop_top_cut: float,
     calibration: Calibration,
-    thresholds: Thresholds,
     gan_dir: Path | None,
     cache_root: Path,
-    fitted: str,
-) -> tuple[dict[str, Evaluation], Curves]:
+) -> dict[str, ScoredSet]:
     """The DFDC validation faces (their logits already scored by the caller), the test part of
     the photos and the GAN check, calibrated."""
-    validation = data.dfdc_validation
-    validation_labels = data.labels(validation)
-    validation_p = calibrated(validation_logits, calibration)
-    photos_test_p = calibrated(score(data.cache, data.photos.test), calibration)
-    reals = validation_labels == 0
-    real_crops = data.cache.service_crops(np.asarray(validation)[reals], top_cut=crop_top_cut)
+
+    def scored(faces: list[LabelledFace], probabilities: np.ndarray) -> ScoredSet:
+        return ScoredSet(
+            names=tuple(face.path.name for face in faces),
+            probabilities=probabilities,
+            labels=np.array([face.label for face in faces], dtype=np.float64),
+        )
+
+    sets = {
+        DFDC_VALIDATION: scored(
+            [data.faces[index] for index in data.dfdc_validation],
+            calibrated(validation_logits, calibration),
+        ),
+        UTKFACE_PHOTOS: scored(
+            [data.faces[index] for index in data.photos.test],
+            calibrated(score(data.cache, data.photos.test), calibration),
+        ),
+    }
+    if gan_dir is not None and gan_dir.is_dir():
+        gan_faces = read_face_set(gan_dir, "gan")
+        gan_cache = prepare_faces(gan_faces, cache_root=cache_root, workers=2, progress=False)
+        sets[GAN_FACES] = scored(
+            gan_faces, calibrated(score(gan_cache, list(range(len(gan_faces)))), calibration)
+        )
+    return sets
+
+
+def _held_out_evaluations(
+    sets: dict[str, ScoredSet],
+    data: TrainingData,
+    *,
+    crop_top_cut: float,
+    thresholds: Thresholds,
+    fitted: str,
+) -> tuple[dict[str, Evaluation], Curves]:
+    """What the card says of the held-out sets a model was scored on."""
+    validation, photos = sets[DFDC_VALIDATION], sets[UTKFACE_PHOTOS]
+    reals = validation.labels == 0
+    real_crops = data.cache.service_crops(
+        np.asarray(data.dfdc_validation)[reals], top_cut=crop_top_cut
+    )
     blur = blurriness(real_crops.numpy())
-    blur_correlation = evaluation.rank_correlation(validation_p[reals], blur)
+    blur_correlation = evaluation.rank_correlation(validation.probabilities[reals], blur)
     evaluations = {
         DFDC_VALIDATION: Evaluation(
             title="DFDC validation faces",
             metrics={
                 **evaluation.metrics(
-                    validation_p, validation_labels, threshold=thresholds.flag
+                    validation.probabilities, validation.labels, threshold=thresholds.flag
                 ).as_dict(),
                 BLUR_CORRELATION: None if blur_correlation is None else round(blur_correlation, 6),
             },
             note=(
-                f"{len(validation)} faces of the DFDC videos held out by group (15 %, seed 0), "
-                f"through the service's scorer with the shipped fp16 weights; {fitted}"
+                f"{len(validation.names)} faces of the DFDC videos held out by group (15 %, "
+                f"seed 0), through the service's scorer with the shipped fp16 weights; {fitted}"
             ),
         ),
         UTKFACE_PHOTOS: Evaluation(
             title="ordinary photos of real people (UTKFace)",
-            metrics=_flagged_shares(photos_test_p, thresholds),
+            metrics=_flagged_shares(photos.probabilities, thresholds),
             note=(
-                f"{len(photos_test_p)} UTKFace photos never trained on and not used for the "
+                f"{len(photos.names)} UTKFace photos never trained on and not used for the "
                 "thresholds (the test part of the held-out photos); groups by the age, gender "
                 "and ethnicity UTKFace annotates"
             ),
             by_group=verdicts_by_group(
-                photos_test_p,
+                photos.probabilities,
                 [data.faces[index].attributes for index in data.photos.test],
                 thresholds,
             ),
         ),
     }
-    curves = {"DFDC validation": (validation_p, validation_labels)}
-    if gan_dir is not None and gan_dir.is_dir():
-        gan_faces = read_face_set(gan_dir, "gan")
-        gan_cache = prepare_faces(gan_faces, cache_root=cache_root, workers=2, progress=False)
-        gan_p = calibrated(score(gan_cache, list(range(len(gan_faces)))), calibration)
-        gan_labels = np.array([face.label for face in gan_faces], dtype=np.float64)
+    curves = {"DFDC validation": (validation.probabilities, validation.labels)}
+    if GAN_FACES in sets:
+        gan = sets[GAN_FACES]
         evaluations[GAN_FACES] = Evaluation(
             title="whole-face GAN images (out of scope)",
-            metrics=evaluation.metrics(gan_p, gan_labels, threshold=thresholds.flag).as_dict(),
+            metrics=evaluation.metrics(
+                gan.probabilities, gan.labels, threshold=thresholds.flag
+            ).as_dict(),
             note=(
                 "StyleGAN faces against CelebA-HQ photos: a different manipulation from face "
                 "swapping, measured to report, never used to tune anything"
             ),
             in_domain=False,
         )
-        curves["GAN faces (out of scope)"] = (gan_p, gan_labels)
+        curves["GAN faces (out of scope)"] = (gan.probabilities, gan.labels)
     return evaluations, curves
 
 
@@ -520,7 +607,8 @@ def _with_frames_and_summary(
     thresholds = card.thresholds
     assert thresholds is not None
     if samples_dir is not None and samples_dir.is_dir():
-        frames_p, frames_labels, frames_note = _sample_frames(checkpoint, samples_dir)
+        frames, frames_note = _sample_frames(checkpoint, samples_dir)
+        frames_p, frames_labels = frames.probabilities, frames.labels
         flagged = frames_p >= thresholds.flag
         card = card.with_evaluation(
             SAMPLE_FRAMES,
@@ -590,28 +678,31 @@ def _flagged_shares(probabilities: np.ndarray, thresholds: Thresholds) -> dict[s
     }
 
 
-def _sample_frames(checkpoint: Path, folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """Each frame's most suspicious face through the full pipeline, as an upload is scored."""
+def _sample_frames(checkpoint: Path, folder: Path) -> tuple[ScoredSet, str]:
+    """Each frame's most suspicious face through the full pipeline, as an upload is scored;
+    frames where no good face was found are left out."""
     from detection.ml.pipeline import Analyzer
 
     analyzer = Analyzer(PipelineConfig(checkpoint=checkpoint))
     frames = sorted(folder.glob("*_frame_*.jpg"))
-    scored = [(analyzer.analyze(path), int(path.name.startswith("fake"))) for path in frames]
     with_face = [
-        (result.fake_probability, label)
-        for result, label in scored
-        if result.fake_probability is not None
+        (path.name, result.fake_probability, int(path.name.startswith("fake")))
+        for path in frames
+        if (result := analyzer.analyze(path)).fake_probability is not None
     ]
-    probabilities, labels = (
-        np.array(values, dtype=np.float64) for values in zip(*with_face, strict=True)
+    names, probabilities, labels = zip(*with_face, strict=True)
+    scored = ScoredSet(
+        names=names,
+        probabilities=np.array(probabilities, dtype=np.float64),
+        labels=np.array(labels, dtype=np.float64),
     )
     note = (
-        f"{len(frames)} frames of FaceForensics++ DeepFakeDetection videos ({int(labels.sum())} "
-        f"fake) through the full pipeline (detection, crops, scoring); each frame's score is its "
-        f"most suspicious good face; frames without one: {len(frames) - len(with_face)}. Never "
-        "trained on and never used to choose a threshold"
+        f"{len(frames)} frames of FaceForensics++ DeepFakeDetection videos "
+        f"({int(scored.labels.sum())} fake) through the full pipeline (detection, crops, "
+        "scoring); each frame's score is its most suspicious good face; frames without one: "
+        f"{len(frames) - len(names)}. Never trained on and never used to choose a threshold"
     )
-    return probabilities, labels, note
+    return scored, note
 
 
 def _training_data(data: TrainingData, recipe: str, network: str) -> dict[str, Any]:

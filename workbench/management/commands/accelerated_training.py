@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workbench.shared_data import shared_data_dir
+from workbench.shared_data import face_cache_root, shared_data_dir
 
 
 class Command(BaseCommand):
@@ -47,7 +46,7 @@ class Command(BaseCommand):
         faces = load_training_data(
             data / "dfdc_faces",
             data / "utkface_faces",
-            cache_root=Path(settings.BASE_DIR) / "var" / "training" / "cache",
+            cache_root=face_cache_root(),
             progress=True,  # the first time, every face goes through MTCNN: minutes
         )
         path, size = write_pack(

@@ -8,16 +8,21 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from workbench.shared_data import face_cache_root, shared_data_dir
+
 if TYPE_CHECKING:
     from detection.ml.card import ModelCard
-    from workbench.training.comparison import DevCheck, Reading
+    from workbench.training.comparison import DevCheck, Difference, Reading
+    from workbench.training.paired import ScoredModel
 
 
 class Command(BaseCommand):
     help = (
         "Put a trained model's dev checks beside the shipped model's (both read from their "
         "model cards; nothing is scored again) and say whether it beats the shipped model on "
-        "every one, which it must to replace it, and which goals it meets."
+        "every one, which it must to replace it, and which goals it meets. With --paired, "
+        "both are scored again on the same held-out faces and each difference gets its 95 % "
+        "interval: a loss inside it does not count."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -27,23 +32,40 @@ class Command(BaseCommand):
             type=Path,
             help="the model to beat (default: DEEPFAKE_CHECKPOINT, the one the service runs)",
         )
+        parser.add_argument(
+            "--paired",
+            action="store_true",
+            help="score both models on the held-out sets in $DATA_DIR (a few minutes) and "
+            "say how sure each difference is",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from workbench.training.comparison import compare
+        from workbench.training.comparison import Outcome, compare
 
         candidate_path: Path = options["candidate"]
         shipped_path = options["against"] or Path(settings.DEEPFAKE_CHECKPOINT)
         candidate, shipped = _trained_card(candidate_path), _trained_card(shipped_path)
-        comparison = compare(shipped, candidate)
+        differences = None
+        if options["paired"]:
+            from workbench.training.paired import paired_differences
+
+            differences = paired_differences(_scored(shipped_path), _scored(candidate_path))
+        comparison = compare(shipped, candidate, differences)
         self.stdout.write(
             f"{candidate.name} ({candidate_path}) against {shipped.name} ({shipped_path})\n"
         )
-        rows = [("check", shipped.name, candidate.name, "", "goal")]
+        paired_header = ("difference [95 %]",) if comparison.paired else ()
+        rows = [("check", shipped.name, candidate.name, *paired_header, "", "goal")]
         rows += [
             (
                 result.check.label,
                 _reading_text(result.shipped, result.check.share),
                 _reading_text(result.candidate, result.check.share),
+                *(
+                    (_difference_text(result.difference, result.check),)
+                    if comparison.paired
+                    else ()
+                ),
                 str(result.outcome),
                 _goal_text(result.check, result.goal_met),
             )
@@ -56,6 +78,16 @@ class Command(BaseCommand):
         losses = comparison.losses()
         if comparison.beats_shipped:
             verdict = f"{candidate.name} beats {shipped.name} on every dev check: it may ship."
+            within_noise = [
+                result.check.label
+                for result in comparison.results
+                if result.outcome is Outcome.WORSE_WITHIN_NOISE
+            ]
+            if within_noise:
+                verdict += (
+                    f" It is worse only within the noise of the held-out sets, on "
+                    f"{', '.join(within_noise)}."
+                )
         elif not losses:
             verdict = f"{candidate.name} is no better than {shipped.name} on any dev check."
         else:
@@ -79,6 +111,32 @@ def _trained_card(checkpoint: Path) -> ModelCard:
             "(`train_detector --workdir ... --finish`)"
         )
     return card
+
+
+def _scored(checkpoint: Path) -> ScoredModel:
+    """A model's scores on the held-out sets, with its card's settings."""
+    from workbench.training.data import TrainingError
+    from workbench.training.paired import ScoredModel
+    from workbench.training.report import MeasureConfig, held_out_scores
+
+    config = MeasureConfig.in_folder(checkpoint, shared_data_dir(), cache_root=face_cache_root())
+    try:
+        card, sets = held_out_scores(config)
+    except TrainingError as exc:
+        raise CommandError(str(exc)) from exc
+    assert card.thresholds is not None  # held_out_scores takes trained models only
+    return ScoredModel(sets, card.thresholds)
+
+
+def _difference_text(difference: Difference | None, check: DevCheck) -> str:
+    if difference is None:
+        return "not measured"
+    if check.share or check.out_of:  # shares, in percentage points
+        return (
+            f"{difference.value * 100:+.2f} pp "
+            f"[{difference.low * 100:+.2f}, {difference.high * 100:+.2f}]"
+        )
+    return f"{difference.value:+.3f} [{difference.low:+.3f}, {difference.high:+.3f}]"
 
 
 def _reading_text(reading: Reading | None, share: bool) -> str:

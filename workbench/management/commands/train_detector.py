@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workbench.shared_data import shared_data_dir
+from workbench.shared_data import face_cache_root, shared_data_dir
 
 if TYPE_CHECKING:
     from workbench.training.calibration import Budgets
@@ -220,8 +220,6 @@ class Command(BaseCommand):
     def _measure(self, options: dict[str, Any], data: Path) -> None:
         """--remeasure and --refit: a trained model measured again, with its card's settings
         or with settings fitted again."""
-        from django.conf import settings
-
         from detection.ml.classifier import CheckpointError
         from workbench.training.data import TrainingError
         from workbench.training.report import MeasureConfig, refit, remeasure
@@ -231,13 +229,14 @@ class Command(BaseCommand):
                 "--remeasure keeps a model's settings and --refit fits them: choose one"
             )
         checkpoint: Path = options["refit"] or options["remeasure"]
-        config = MeasureConfig(
-            checkpoint=checkpoint,
-            dfdc_dir=options["dfdc"] or data / "dfdc_faces",
-            utkface_dir=options["utkface"] or data / "utkface_faces",
-            gan_dir=options["gan"] or data / "gan_faces",
-            samples_dir=options["samples"] or data / "samples",
-            cache_root=Path(settings.BASE_DIR) / "var" / "training" / "cache",
+        config = MeasureConfig.in_folder(
+            checkpoint,
+            data,
+            cache_root=face_cache_root(),
+            dfdc_dir=options["dfdc"],
+            utkface_dir=options["utkface"],
+            gan_dir=options["gan"],
+            samples_dir=options["samples"],
         )
         try:
             if options["refit"]:
