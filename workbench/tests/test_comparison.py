@@ -184,17 +184,26 @@ def test_frame_counts_are_compared_as_shares_of_the_frames_each_model_found_face
     assert re.search(r"1 of 14 +1 of 10 +worse$", _row(output, "sample frames: reals flagged"))
 
 
-def _scored_set(probabilities: list[float], labels: list[int], prefix: str = "face") -> ScoredSet:
+def _scored_set(
+    probabilities: list[float],
+    labels: list[int],
+    prefix: str = "face",
+    groups: list[str] | None = None,
+) -> ScoredSet:
+    names = tuple(f"{prefix}{index}" for index in range(len(labels)))
     return ScoredSet(
-        names=tuple(f"{prefix}{index}" for index in range(len(labels))),
+        names=names,
         probabilities=np.array(probabilities, dtype=np.float64),
         labels=np.array(labels, dtype=np.float64),
+        groups=names if groups is None else tuple(groups),
     )
 
 
-def _validation_model(probabilities: np.ndarray, labels: np.ndarray) -> ScoredModel:
+def _validation_model(
+    probabilities: np.ndarray, labels: np.ndarray, groups: list[str] | None = None
+) -> ScoredModel:
     return ScoredModel(
-        {"dfdc_validation": _scored_set(list(probabilities), list(labels))},
+        {"dfdc_validation": _scored_set(list(probabilities), list(labels), groups=groups)},
         Thresholds(flag=0.8, uncertain=0.7),
     )
 
@@ -227,6 +236,27 @@ def test_a_clear_gain_is_beyond_noise_and_a_reshuffle_of_the_same_skill_is_not()
     )
 
 
+def test_faces_of_one_video_are_drawn_together_which_widens_the_interval() -> None:
+    # 40 videos of 10 faces: within a video the candidate's edge is the same for every face,
+    # so the set holds 40 pieces of evidence, not 400.
+    generator = np.random.default_rng(2)
+    labels = np.tile(np.repeat([0, 1], 5), 40)
+    videos = [f"video{index // 10}" for index in range(400)]
+    per_video = np.repeat(generator.normal(scale=3.0, size=40), 10)
+    shipped = 1 / (1 + np.exp(-(generator.normal(size=400) + labels)))
+    candidate = 1 / (1 + np.exp(-(generator.normal(size=400) + labels * (1 + per_video))))
+
+    def auc_interval(groups: list[str] | None) -> float:
+        difference = paired_differences(
+            _validation_model(shipped, labels, groups),
+            _validation_model(candidate, labels, groups),
+            resamples=400,
+        )["DFDC validation AUC"]
+        return difference.high - difference.low
+
+    assert auc_interval(videos) > 1.5 * auc_interval(None)
+
+
 def test_verdict_shares_are_paired_by_name_and_counted_with_each_models_thresholds() -> None:
     # The candidate found no face in frame 3; its stricter flag leaves one more real unflagged.
     shipped = ScoredModel(
@@ -237,6 +267,7 @@ def test_verdict_shares_are_paired_by_name_and_counted_with_each_models_threshol
         names=("frame2", "frame0", "frame1"),
         probabilities=np.array([0.3, 0.92, 0.85]),
         labels=np.array([0.0, 1.0, 0.0]),
+        groups=("frame2", "frame0", "frame1"),
     )
     candidate = ScoredModel({"sample_frames": candidate_frames}, Thresholds(0.9, 0.8))
 

@@ -2,10 +2,13 @@
 
 Two cards side by side cannot say whether a gap is the models' or the held-out sets': an ECE
 of 0.015 against 0.018 on 4,000 faces may be either. Here both models score the same faces,
-and the faces are drawn again with replacement, fakes and reals apart so that every draw keeps
-the set's mix, the same draw for both models: the middle 95 % of the candidate's number minus
-the shipped model's over the draws is the difference's interval. Where it holds 0, the sets
-cannot tell the two models apart on that check.
+and the set is drawn again with replacement, the same draw for both models: the middle 95 % of
+the candidate's number minus the shipped model's over the draws is the difference's interval.
+Where it holds 0, the sets cannot tell the two models apart on that check.
+
+A draw keeps the set's mix (fakes and reals are drawn apart) and draws whole groups: the fakes
+made from one DFDC video look alike, and counting them as independent faces would make every
+interval too narrow.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ def paired_differences(
 @dataclass(frozen=True)
 class _Pair:
     labels: np.ndarray
+    groups: np.ndarray
     shipped: np.ndarray
     candidate: np.ndarray
 
@@ -108,6 +112,7 @@ def _paired(shipped: ScoredSet, candidate: ScoredSet) -> _Pair:
         raise ValueError("the two models were scored on differently labelled sets")
     return _Pair(
         labels=shipped.labels[shipped_rows],
+        groups=np.asarray(shipped.groups, dtype=object)[shipped_rows],
         shipped=shipped.probabilities[shipped_rows],
         candidate=candidate.probabilities[candidate_rows],
     )
@@ -134,13 +139,37 @@ def _difference(
     if observed is None:
         return None
     generator = np.random.default_rng(seed)
-    classes = [np.flatnonzero(pair.labels == label) for label in (0, 1)]
-    classes = [rows for rows in classes if len(rows)]
+    strata = [_Clusters.of(pair, label) for label in (0, 1) if (pair.labels == label).any()]
     draws = [
-        gap(np.concatenate([generator.choice(rows, size=len(rows)) for rows in classes]))
+        gap(np.concatenate([clusters.draw(generator) for clusters in strata]))
         for _ in range(resamples)
     ]
     spread = np.array([draw for draw in draws if draw is not None], dtype=np.float64)
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(spread, [tail, 100 - tail])
     return Difference(value=observed, low=float(low), high=float(high))
+
+
+@dataclass(frozen=True)
+class _Clusters:
+    """The rows of one class, grouped: `rows` ordered by group, each group a run of it."""
+
+    rows: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+
+    @classmethod
+    def of(cls, pair: _Pair, label: int) -> _Clusters:
+        rows = np.flatnonzero(pair.labels == label)
+        _, group_ids = np.unique(pair.groups[rows], return_inverse=True)
+        order = np.argsort(group_ids, kind="stable")
+        sizes = np.bincount(group_ids)
+        return cls(rows=rows[order], starts=np.cumsum(sizes) - sizes, sizes=sizes)
+
+    def draw(self, generator: np.random.Generator) -> np.ndarray:
+        """As many groups as there are, drawn with replacement: the rows of all of them."""
+        picked = generator.integers(len(self.sizes), size=len(self.sizes))
+        sizes = self.sizes[picked]
+        # Each picked group's run: its start, then one step per row within it.
+        first_of_run = np.repeat(self.starts[picked] - (np.cumsum(sizes) - sizes), sizes)
+        return self.rows[first_of_run + np.arange(sizes.sum())]

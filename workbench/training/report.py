@@ -454,12 +454,14 @@ def _settings_in_words(card: ModelCard) -> str:
 
 @dataclass(frozen=True)
 class ScoredSet:
-    """One held-out set as a model scored it: each item's calibrated P(fake) and label, and
-    its name, by which two models' scores of the same set are paired."""
+    """One held-out set as a model scored it: each item's calibrated P(fake) and label, its
+    name, by which two models' scores of the same set are paired, and its group (faces of one
+    video share theirs; an item without one is its own)."""
 
     names: tuple[str, ...]
     probabilities: np.ndarray
     labels: np.ndarray
+    groups: tuple[str, ...]
 
 
 def held_out_scores(config: MeasureConfig) -> tuple[ModelCard, dict[str, ScoredSet]]:
@@ -515,6 +517,7 @@ def _held_out_sets(
             names=tuple(face.path.name for face in faces),
             probabilities=probabilities,
             labels=np.array([face.label for face in faces], dtype=np.float64),
+            groups=tuple(face.group for face in faces),
         )
 
     sets = {
@@ -695,6 +698,7 @@ def _sample_frames(checkpoint: Path, folder: Path) -> tuple[ScoredSet, str]:
         names=names,
         probabilities=np.array(probabilities, dtype=np.float64),
         labels=np.array(labels, dtype=np.float64),
+        groups=names,  # nothing says which frames share a video
     )
     note = (
         f"{len(frames)} frames of FaceForensics++ DeepFakeDetection videos "
