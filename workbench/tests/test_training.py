@@ -736,6 +736,30 @@ def test_a_warm_start_can_keep_its_first_blocks(face_sets: Path, tmp_path: Path)
     assert not torch.equal(exported["block8.conv2d.weight"], start["block8.conv2d.weight"])
 
 
+def test_a_model_fine_tuned_from_a_finished_one_says_how_that_one_was_trained(
+    face_sets: Path, tmp_path: Path
+) -> None:
+    first, first_card = finished_model(face_sets, tmp_path, gan_dir=None, samples_dir=None)
+    config = run_config(face_sets, tmp_path / "tuned", epochs=1, init=first, recipe="dfdc")
+    train(config, resume=False, progress=False, log=lambda _: None)
+
+    card = finished(config, tmp_path / "tuned.pth", gan_dir=None, samples_dir=None)
+
+    first_training = first_card.training
+    assert card.training["warm_start"] == (
+        f"{first}: the finished model tiny (recipe: {first_training['recipe']}; epochs: 1; "
+        f"images seen: {first_training['images_seen']:,}; training hours: "
+        f"{first_training['training_hours']}; trained blocks: all; its own start: none "
+        "(random initialisation))"
+    )
+    # An unfinished run's weights carry no training facts: the file is named alone.
+    unfinished = tmp_path / "run" / "ema.pth"
+    from_unfinished = run_config(face_sets, tmp_path / "again", epochs=1, init=unfinished)
+    train(from_unfinished, resume=False, progress=False, log=lambda _: None)
+    again = finished(from_unfinished, tmp_path / "again.pth", gan_dir=None, samples_dir=None)
+    assert again.training["warm_start"] == str(unfinished)
+
+
 def dlib_checkpoint(output: Path) -> Path:
     """A FaceResNet start made as users make one: a dlib file (random weights) imported."""
     write_dlib_file(output.with_suffix(".dat"), np.random.default_rng(0), spread=0.05)

@@ -26,6 +26,7 @@ from detection.ml.card import (
     ModelCard,
     Thresholds,
     plot_path,
+    read_card,
     write_card,
 )
 from detection.ml.classifier import (
@@ -770,7 +771,7 @@ def _training_facts(history: dict[str, Any], command: str) -> dict[str, Any]:
         "schedule": f"linear warm-up, cosine decay from {run['learning_rate']}",
         "precision": f"{last.get('precision', 'bfloat16')} compute; weights shipped in fp16",
         "ema_decay": run["ema_decay"],
-        "warm_start": run["init"] or "none (random initialisation)",
+        "warm_start": _warm_start(run["init"]),
         "trained_blocks": (
             f"{run['train_from']} and after (the blocks before kept the warm start's weights)"
             if run.get("train_from")
@@ -780,6 +781,32 @@ def _training_facts(history: dict[str, Any], command: str) -> dict[str, Any]:
         "command": command,
         "history": epochs,
     }
+
+
+def _warm_start(init: str | None) -> str:
+    """Where the weights started, and, where that was a finished model, how it was trained:
+    a model fine-tuned from another must not hide the first run behind a file name that
+    exists only on the machine that trained it."""
+    if init is None:
+        return "none (random initialisation)"
+    path = Path(init)
+    card = read_card(path) if path.is_file() else None
+    if card is None or not card.trained:
+        return init
+    facts = card.training
+    described = [
+        text.format(facts[key])
+        for key, text in (
+            ("recipe", "recipe: {}"),
+            ("epochs_run", "epochs: {}"),
+            ("images_seen", "images seen: {:,}"),
+            ("training_hours", "training hours: {}"),
+            ("trained_blocks", "trained blocks: {}"),
+            ("warm_start", "its own start: {}"),
+        )
+        if key in facts
+    ]
+    return f"{init}: the finished model {card.name} ({'; '.join(described)})"
 
 
 def _with_summary(card: ModelCard) -> ModelCard:
