@@ -448,7 +448,9 @@ LOGGING = {
 # replace only when given it as --output. A model card `<stem>.json` beside the checkpoint may
 # set the input size, thresholds and calibration (they override those below).
 DEEPFAKE_CHECKPOINT = Path(
-    env.str("DEEPFAKE_CHECKPOINT", default=str(BASE_DIR / "models" / "faceproof-dfdc-160.pth"))
+    env.str(
+        "DEEPFAKE_CHECKPOINT", default=str(BASE_DIR / "models" / "faceproof-face-resnet-150.pth")
+    )
 )
 DEEPFAKE_HF_REPO = env.str(
     "DEEPFAKE_HF_REPO", default="aaronespasa/deepfake-detection-resnetinceptionv1"

@@ -13,8 +13,8 @@ from django.conf import settings
 from detection.ml.card import INCEPTION_RESNET_V1, plot_path
 from detection.ml.classifier import LoadedCheckpoint, load_checkpoint, new_classifier
 
-SHIPPED = Path(settings.BASE_DIR) / "models" / "faceproof-dfdc-160.pth"
-# GitHub refuses files over 100 MB and warns over 50 MB; fp16 weights are about 47 MB.
+SHIPPED = Path(settings.BASE_DIR) / "models" / "faceproof-face-resnet-150.pth"
+# GitHub refuses files over 100 MB and warns over 50 MB; fp16 weights are 9 to 47 MB.
 MAX_BYTES = 50 * 1024 * 1024
 
 
@@ -78,14 +78,16 @@ def test_pipeline_takes_thresholds_and_calibration_from_the_card(
 
 
 def test_its_settings_follow_todays_rules(shipped: LoadedCheckpoint) -> None:
-    """Refitted (`train_detector --refit`): Platt scaling, and thresholds that keep ordinary
-    photos of real people unflagged as well as video faces."""
+    """Platt scaling, and thresholds that keep ordinary photos of real people unflagged as
+    well as video faces, to budgets no looser than the limits (it replaced a model that
+    flagged 0.6 % of the held-out photos: it was finished to 0.5 % and 1 %)."""
     card = shipped.card
     assert card is not None and card.thresholds is not None
     assert card.calibration.method.startswith("Platt scaling")
     assert "UTKFace photos" in card.thresholds.selection
     assert "DFDC validation real faces" in card.thresholds.selection
-    assert card.training["refitted"].startswith("20")
+    assert "at most 0.5% of the" in card.thresholds.selection
+    assert "uncertain: the same at 1%" in card.thresholds.selection
     photos = card.evaluations["utkface_photos"].metrics
     assert photos["flagged_fake"] <= 0.02 and photos["flagged_uncertain"] <= 0.05
 

@@ -48,7 +48,7 @@ def test_make_demo_checkpoint_writes_an_untrained_model_whose_scores_vary(
 def test_checkpoint_commands_never_overwrite_the_shipped_model_by_default(
     command: str, settings: Any
 ) -> None:
-    shipped = Path(settings.BASE_DIR) / "models" / "faceproof-dfdc-160.pth"
+    shipped = Path(settings.BASE_DIR) / "models" / "faceproof-face-resnet-150.pth"
     settings.DEEPFAKE_CHECKPOINT = str(shipped)
     before = hashlib.sha256(shipped.read_bytes()).hexdigest()
     with pytest.raises(CommandError, match=r"is the shipped model .* --output"):
