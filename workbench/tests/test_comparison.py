@@ -336,3 +336,37 @@ def test_paired_a_model_must_be_better_beyond_noise_somewhere() -> None:
     assert not comparison.losses()
     assert not comparison.beats_shipped
     assert compare(shipped, candidate).beats_shipped  # by the numbers alone, it would
+
+
+def test_the_paired_verdict_names_the_gains_beyond_noise_and_the_losses_within_it(
+    tmp_path: Path, shipped: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench.management.commands import compare_models
+
+    # The scoring itself is tested end to end in test_training; here only what is said.
+    monkeypatch.setattr(compare_models, "_scored", lambda checkpoint: checkpoint)
+    monkeypatch.setattr(
+        "workbench.training.paired.paired_differences",
+        lambda shipped, candidate: {
+            "DFDC validation AUC": CLEAR_GAIN,
+            "GAN faces AUC (out of scope)": NOISE,
+        },
+    )
+    candidate = _model(tmp_path, "candidate", {**BETTER_METRICS, "gan_faces": {"auc": 0.54}})
+    stdout = io.StringIO()
+
+    call_command("compare_models", str(candidate), against=shipped, paired=True, stdout=stdout)
+
+    output = stdout.getvalue()
+    assert output.rstrip().endswith(
+        "candidate may replace shipped-model: better beyond the noise of the held-out sets on "
+        "DFDC validation AUC, and worse beyond it on none. Worse within the noise on GAN faces "
+        "AUC (out of scope)."
+    )
+    assert re.search(
+        r"0\.559 +0\.540 +-0\.020 \[-0\.060, \+0\.020\] +worse, within noise$",
+        _row(output, "GAN faces AUC (out of scope)"),
+    )
+    assert re.search(
+        r"\+0\.170 \[\+0\.150, \+0\.190\] +better", _row(output, "DFDC validation AUC")
+    )

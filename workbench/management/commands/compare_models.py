@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from workbench.shared_data import face_cache_root, shared_data_dir
 
 if TYPE_CHECKING:
     from detection.ml.card import ModelCard
-    from workbench.training.comparison import DevCheck, Difference, Reading
+    from workbench.training.comparison import CheckResult, DevCheck, Difference, Reading
     from workbench.training.paired import ScoredModel
 
 
@@ -76,18 +77,21 @@ class Command(BaseCommand):
             cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
             self.stdout.write("  ".join(cells).rstrip())
         losses = comparison.losses()
-        if comparison.beats_shipped:
-            verdict = f"{candidate.name} beats {shipped.name} on every dev check: it may ship."
+        if comparison.beats_shipped and comparison.paired:
+            better = [result for result in comparison.results if result.better_beyond_noise]
+            verdict = (
+                f"{candidate.name} may replace {shipped.name}: better beyond the noise of the "
+                f"held-out sets on {_labels(better)}, and worse beyond it on none."
+            )
             within_noise = [
-                result.check.label
+                result
                 for result in comparison.results
                 if result.outcome is Outcome.WORSE_WITHIN_NOISE
             ]
             if within_noise:
-                verdict += (
-                    f" It is worse only within the noise of the held-out sets, on "
-                    f"{', '.join(within_noise)}."
-                )
+                verdict += f" Worse within the noise on {_labels(within_noise)}."
+        elif comparison.beats_shipped:
+            verdict = f"{candidate.name} beats {shipped.name} on every dev check: it may ship."
         elif not losses:
             verdict = f"{candidate.name} is no better than {shipped.name} on any dev check."
         else:
@@ -111,6 +115,10 @@ def _trained_card(checkpoint: Path) -> ModelCard:
             "(`train_detector --workdir ... --finish`)"
         )
     return card
+
+
+def _labels(results: Iterable[CheckResult]) -> str:
+    return ", ".join(result.check.label for result in results)
 
 
 def _scored(checkpoint: Path) -> ScoredModel:
