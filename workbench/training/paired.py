@@ -23,6 +23,7 @@ from workbench import evaluation
 from workbench.training.comparison import DEV_CHECKS, DevCheck, Difference
 from workbench.training.report import ScoredSet
 
+FIRST_FPR, SECOND_FPR = evaluation.REPORTED_FPRS  # the operating points the cards report
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 
@@ -54,8 +55,8 @@ def _fakes_flagged(p: np.ndarray, labels: np.ndarray, thresholds: Thresholds) ->
 # frames scored, as `comparison` compares them.
 STATISTICS: dict[str, Statistic] = {
     "auc": lambda p, labels, _: evaluation.roc_auc(p, labels),
-    "tpr_at_1_fpr": lambda p, labels, _: evaluation.tpr_at_fpr(p, labels, 0.01),
-    "tpr_at_5_fpr": lambda p, labels, _: evaluation.tpr_at_fpr(p, labels, 0.05),
+    "tpr_at_1_fpr": lambda p, labels, _: evaluation.tpr_at_fpr(p, labels, FIRST_FPR),
+    "tpr_at_5_fpr": lambda p, labels, _: evaluation.tpr_at_fpr(p, labels, SECOND_FPR),
     "ece": lambda p, labels, _: evaluation.expected_calibration_error(p, labels),
     "flagged_fake": _reals_at("flag"),
     "flagged_uncertain": _reals_at("uncertain"),
